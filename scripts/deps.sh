@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# deps.sh: install every Debian package the build, the tests and the demo
+# need, and nothing that is already there. Idempotent; apt-get only.
+# Usage: scripts/deps.sh [build|test|demo|all]   (default: all)
+set -euo pipefail
+what=${1:-all}
+
+build_pkgs="build-essential cmake pkg-config luajit libluajit-5.1-dev
+  libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
+  libpcre2-dev libyaml-dev libyajl-dev lua-cjson openssl"
+test_pkgs="lua-busted lua-socket curl kubectl"
+demo_pkgs="prometheus"
+
+case "$what" in
+  build) want="$build_pkgs" ;;
+  test)  want="$build_pkgs $test_pkgs" ;;
+  demo)  want="$build_pkgs $test_pkgs $demo_pkgs" ;;
+  all)   want="$build_pkgs $test_pkgs $demo_pkgs" ;;
+  *) echo "usage: $0 [build|test|demo|all]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  # kubectl may come from elsewhere on a developer machine: any kubectl on
+  # PATH will do.
+  if [ "$p" = kubectl ] && command -v kubectl >/dev/null 2>&1; then continue; fi
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

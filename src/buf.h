@@ -1,0 +1,32 @@
+/* buf.h: a bounded, growable byte buffer (the idea of curl's dynbuf).
+ * Provides: buf_init/add/addf/addc/take/reset/free. Uses only libc.
+ * A buffer never grows past the limit given to buf_init; an append that
+ * would, or an allocation failure, frees the contents and returns -1, so a
+ * caller that hits an error has nothing left to clean up but the struct.
+ * The bytes are always NUL-terminated (not counted in len). */
+#ifndef ADAPTER_BUF_H
+#define ADAPTER_BUF_H
+#include <stddef.h>
+#include <stdarg.h>
+
+struct buf {
+    char *data;   /* owned; NULL while empty */
+    size_t len;
+    size_t cap;
+    size_t max;   /* hard limit on len */
+};
+
+void buf_init(struct buf *b, size_t max);
+int buf_add(struct buf *b, const void *p, size_t n);
+int buf_adds(struct buf *b, const char *s);
+int buf_addc(struct buf *b, char c);
+int buf_addf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int buf_vaddf(struct buf *b, const char *fmt, va_list ap);
+/* Hands the bytes to the caller (who frees them) and empties the buffer.
+ * Returns a valid empty string (malloc'd) for an empty buffer; NULL only on
+ * allocation failure. */
+char *buf_take(struct buf *b, size_t *len);
+void buf_reset(struct buf *b);  /* len = 0, keeps the allocation */
+void buf_free(struct buf *b);   /* frees contents; the struct stays usable */
+#endif
