@@ -1,0 +1,1587 @@
+/* prom.c: the Prometheus HTTP API client (see prom.h; spec-server.md §9,
+ * spec-rules.md §5.1).
+ * Provides: prom_client_new/free, prom_series (streamed, reduced to shapes),
+ * prom_query (instant queries), the URL/time/duration formatting helpers.
+ * Uses: http_client (transport; the caller's per-thread handle), yajl
+ * (callback parser for series bodies, tree parser for query bodies), log,
+ * buf, pthread (a mutex around the token-file cache).
+ * Must never: buffer a whole series body or keep label values, log tokens
+ * or passwords (URLs are logged without user-info), or touch libcurl
+ * directly. */
+#include "prom.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <yajl/yajl_parse.h>
+#include <yajl/yajl_tree.h>
+
+#include "buf.h"
+#include "log.h"
+
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_MAX_GET 8192
+#define MAX_URL ((size_t)16 << 20)          /* URL/body buffers */
+#define SERIES_MAX_BODY (((size_t)1) << 40) /* streamed, so only a guard */
+#define QUERY_MAX_BODY ((size_t)256 << 20)
+
+/* -- Arena ------------------------------------------------------------- */
+
+/* Bump allocator: every string and array of a result lives in one arena,
+ * so freeing a result is one call. Not thread-safe (one owner). */
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+};
+
+struct prom_arena {
+    struct arena_chunk *head;
+};
+
+static void *
+arena_alloc(struct prom_arena *a, size_t n)
+{
+    struct arena_chunk *c = a->head;
+    size_t al = _Alignof(max_align_t);
+
+    n = (n + al - 1) / al * al;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > 60000 ? n : 60000;
+        c = malloc(sizeof *c + cap);
+        if (!c)
+            return NULL;
+        c->cap = cap;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static char *
+arena_strndup(struct prom_arena *a, const char *s, size_t n)
+{
+    char *p = arena_alloc(a, n + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static void
+arena_free(struct prom_arena *a)
+{
+    if (!a)
+        return;
+    while (a->head) {
+        struct arena_chunk *n = a->head->next;
+        free(a->head);
+        a->head = n;
+    }
+    free(a);
+}
+
+/* -- Token sources ------------------------------------------------------- */
+
+/* A bearer token read from a file: trimmed, and re-read whenever the file's
+ * mtime or size changes (token rotation). Shared by threads: guarded by mu.
+ * A failed re-read keeps the last good token. */
+struct token_src {
+    char *path;
+    pthread_mutex_t mu;
+    struct timespec mtime;
+    off_t size;
+    char *token;                /* trimmed contents; owned */
+};
+
+static char *
+read_trimmed(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    struct buf b;
+    char chunk[4096];
+    size_t n, start = 0;
+    char *out = NULL;
+
+    buf_init(&b, 1 << 20);
+    if (!f) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf_add(&b, chunk, n) != 0) {
+            snprintf(err, errlen, "read %s: file too large", path);
+            goto done;
+        }
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "read %s: %s", path, strerror(errno));
+        goto done;
+    }
+    while (b.len > 0 && strchr(" \t\r\n\v\f", b.data[b.len - 1]))
+        b.len--;
+    while (start < b.len && strchr(" \t\r\n\v\f", b.data[start]))
+        start++;
+    out = malloc(b.len - start + 1);
+    if (!out) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (b.len > start)
+        memcpy(out, b.data + start, b.len - start);
+    out[b.len - start] = '\0';
+done:
+    fclose(f);
+    buf_free(&b);
+    return out;
+}
+
+static int
+token_src_init(struct token_src *t, const char *path, char *err,
+               size_t errlen)
+{
+    struct stat st;
+
+    memset(t, 0, sizeof *t);
+    t->path = strdup(path);
+    if (!t->path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&t->mu, NULL);
+    if (stat(path, &st) == 0) {
+        t->mtime = st.st_mtim;
+        t->size = st.st_size;
+    }
+    t->token = read_trimmed(path, err, errlen);
+    return t->token ? 0 : -1;
+}
+
+static void
+token_src_fini(struct token_src *t)
+{
+    if (!t->path)
+        return;
+    pthread_mutex_destroy(&t->mu);
+    free(t->path);
+    free(t->token);
+    t->path = NULL;
+}
+
+/* Returns a malloc'd copy of the current token (caller frees), or NULL. */
+static char *
+token_src_get(struct token_src *t)
+{
+    struct stat st;
+    char *copy = NULL;
+
+    pthread_mutex_lock(&t->mu);
+    if (stat(t->path, &st) == 0 &&
+        (st.st_mtim.tv_sec != t->mtime.tv_sec ||
+         st.st_mtim.tv_nsec != t->mtime.tv_nsec || st.st_size != t->size)) {
+        char err[256];
+        char *fresh = read_trimmed(t->path, err, sizeof err);
+        if (fresh) {
+            free(t->token);
+            t->token = fresh;
+            t->mtime = st.st_mtim;
+            t->size = st.st_size;
+            LOGV(4, "re-read token file %s", t->path);
+        } else {
+            LOGW("keeping the previous token: %s", err);
+        }
+    }
+    if (t->token)
+        copy = strdup(t->token);
+    pthread_mutex_unlock(&t->mu);
+    return copy;
+}
+
+/* -- Client ------------------------------------------------------------ */
+
+struct prom_client {
+    char *origin;           /* "scheme://host[:port]" (no user-info) */
+    char *base_path;        /* raw path of --prometheus-url, may be "" */
+    char *base_query;       /* raw query of --prometheus-url, or NULL */
+    char *basic_user, *basic_pass;
+    bool post;
+    char **headers;         /* "Name: value" (or "Name;" for empty), NULL-terminated */
+    size_t nheaders;
+    char **post_headers;    /* same without Content-Type, plus the forced one */
+    bool has_auth_header;
+    bool has_token_file, has_auth_token_file;
+    struct token_src token_file;
+    struct token_src auth_token_file;
+    char *auth_token;
+    /* TLS config: strings duplicated so opts need not outlive the client */
+    bool has_tls;
+    struct http_tls tls;
+    char *tls_strs[7];
+    long timeout_ms;
+    size_t max_get_length;
+};
+
+static int
+token_byte(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+void
+prom_canonical_header(const char *name, size_t len, char *out, size_t outlen)
+{
+    bool upper = true, valid = true;
+    size_t i;
+
+    if (outlen == 0)
+        return;
+    for (i = 0; i < len; i++)
+        if (!token_byte((unsigned char)name[i]))
+            valid = false;
+    for (i = 0; i < len && i + 1 < outlen; i++) {
+        char c = name[i];
+        if (valid) {
+            if (upper && c >= 'a' && c <= 'z')
+                c = (char)(c - 32);
+            else if (!upper && c >= 'A' && c <= 'Z')
+                c = (char)(c + 32);
+            upper = c == '-';
+        }
+        out[i] = c;
+    }
+    out[i] = '\0';
+}
+
+static int
+hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into a new string (user-info), NULL on error. */
+static char *
+unescape(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    size_t j = 0;
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
+            hexval(s[i + 2]) >= 0) {
+            out[j++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else {
+            out[j++] = s[i];
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+/* Splits --prometheus-url into origin, path, query and user-info. */
+static int
+parse_base_url(struct prom_client *p, const char *url, char *err,
+               size_t errlen)
+{
+    const char *scheme_end = strstr(url, "://");
+    const char *auth, *auth_end, *at, *q, *hash;
+    size_t n;
+
+    if (!scheme_end || scheme_end == url) {
+        snprintf(err, errlen, "invalid Prometheus URL \"%s\": no scheme", url);
+        return -1;
+    }
+    auth = scheme_end + 3;
+    auth_end = auth + strcspn(auth, "/?#");
+    at = NULL;
+    for (const char *c = auth; c < auth_end; c++)
+        if (*c == '@')
+            at = c;
+    if (at) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        const char *uend = colon ? colon : at;
+        p->basic_user = unescape(auth, (size_t)(uend - auth));
+        p->basic_pass = colon ? unescape(colon + 1, (size_t)(at - colon - 1))
+                              : strdup("");
+        if (!p->basic_user || !p->basic_pass)
+            goto oom;
+        auth = at + 1;
+    }
+    if (auth == auth_end) {
+        snprintf(err, errlen, "invalid Prometheus URL \"%s\": no host", url);
+        return -1;
+    }
+    n = (size_t)(scheme_end + 3 - url);
+    p->origin = malloc(n + (size_t)(auth_end - auth) + 1);
+    if (!p->origin)
+        goto oom;
+    memcpy(p->origin, url, n);
+    memcpy(p->origin + n, auth, (size_t)(auth_end - auth));
+    p->origin[n + (size_t)(auth_end - auth)] = '\0';
+
+    hash = auth_end + strcspn(auth_end, "#");
+    q = memchr(auth_end, '?', (size_t)(hash - auth_end));
+    p->base_path = strndup(auth_end, (size_t)((q ? q : hash) - auth_end));
+    if (!p->base_path)
+        goto oom;
+    if (q && hash > q + 1) {
+        p->base_query = strndup(q + 1, (size_t)(hash - q - 1));
+        if (!p->base_query)
+            goto oom;
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* Appends path.Join(base, endpoint) (Go path.Clean semantics: rooted,
+ * duplicate slashes collapsed, "." and ".." resolved, no trailing slash). */
+static int
+append_clean_path(struct buf *out, const char *base, const char *endpoint)
+{
+    struct buf joined;
+    size_t start = out->len, i = 0;
+    int rc = -1;
+
+    buf_init(&joined, MAX_URL);
+    if (buf_adds(&joined, "/") || buf_adds(&joined, base) ||
+        buf_adds(&joined, "/") || buf_adds(&joined, endpoint))
+        goto done;
+    /* Walk segments; out holds the cleaned, rooted result. */
+    while (i < joined.len) {
+        size_t j;
+        while (i < joined.len && joined.data[i] == '/')
+            i++;
+        j = i;
+        while (j < joined.len && joined.data[j] != '/')
+            j++;
+        if (j == i)
+            break;
+        if (j - i == 1 && joined.data[i] == '.') {
+            /* skip */
+        } else if (j - i == 2 && joined.data[i] == '.' &&
+                   joined.data[i + 1] == '.') {
+            while (out->len > start && out->data[out->len - 1] != '/')
+                out->len--;
+            if (out->len > start)
+                out->len--; /* drop the '/' too */
+            out->data[out->len] = '\0';
+        } else {
+            if (buf_addc(out, '/') || buf_add(out, joined.data + i, j - i))
+                goto done;
+        }
+        i = j;
+    }
+    if (out->len == start && buf_addc(out, '/'))
+        goto done;
+    rc = 0;
+done:
+    buf_free(&joined);
+    return rc;
+}
+
+static char *
+dup_or_null(const char *s, bool *fail)
+{
+    char *d;
+    if (!s)
+        return NULL;
+    d = strdup(s);
+    if (!d)
+        *fail = true;
+    return d;
+}
+
+/* Builds "Name: value" lines from "K=V" flags. Empty values use curl's
+ * "Name;" form (a bare "Name:" would delete the header instead). */
+static int
+build_headers(struct prom_client *p, const char *const *kv, char *err,
+              size_t errlen)
+{
+    size_t n = 0, np = 0;
+
+    while (kv && kv[n])
+        n++;
+    p->headers = calloc(n + 1, sizeof *p->headers);
+    p->post_headers = calloc(n + 2, sizeof *p->post_headers);
+    if (!p->headers || !p->post_headers)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(kv[i], '=');
+        size_t klen = eq ? (size_t)(eq - kv[i]) : strlen(kv[i]);
+        const char *val = eq ? eq + 1 : "";
+        char name[256];
+        size_t len;
+
+        if (klen == 0 || klen >= sizeof name) {
+            snprintf(err, errlen,
+                     "invalid --prometheus-header \"%s\": bad header name",
+                     kv[i]);
+            return -1;
+        }
+        if (strpbrk(val, "\r\n") || memchr(kv[i], '\n', klen) ||
+            memchr(kv[i], ':', klen)) {
+            snprintf(err, errlen,
+                     "invalid --prometheus-header \"%s\": invalid character",
+                     kv[i]);
+            return -1;
+        }
+        prom_canonical_header(kv[i], klen, name, sizeof name);
+        len = strlen(name) + strlen(val) + 3;
+        p->headers[i] = malloc(len);
+        if (!p->headers[i])
+            goto oom;
+        if (*val)
+            snprintf(p->headers[i], len, "%s: %s", name, val);
+        else
+            snprintf(p->headers[i], len, "%s;", name);
+        p->nheaders = i + 1;
+        if (strcasecmp(name, "Authorization") == 0)
+            p->has_auth_header = true;
+        if (strcasecmp(name, "Content-Type") != 0)
+            p->post_headers[np++] = p->headers[i];
+    }
+    p->post_headers[np] = "Content-Type: application/x-www-form-urlencoded";
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+struct prom_client *
+prom_client_new(const struct prom_options *o, char *err, size_t errlen)
+{
+    struct prom_client *p = calloc(1, sizeof *p);
+    const char *verb = o->verb ? o->verb : "GET";
+    bool fail = false;
+    char terr[256];
+
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (strcmp(verb, "GET") != 0 && strcmp(verb, "POST") != 0) {
+        snprintf(err, errlen,
+                 "unsupported Prometheus HTTP verb \"%s\"; supported verbs: "
+                 "\"GET\" and \"POST\"", verb);
+        goto fail;
+    }
+    p->post = strcmp(verb, "POST") == 0;
+    if (!o->url || !*o->url) {
+        snprintf(err, errlen, "invalid Prometheus URL: empty");
+        goto fail;
+    }
+    if (parse_base_url(p, o->url, err, errlen) != 0)
+        goto fail;
+    if (build_headers(p, o->headers, err, errlen) != 0)
+        goto fail;
+    if (o->token_file && *o->token_file) {
+        p->has_token_file = true;
+        if (token_src_init(&p->token_file, o->token_file, terr,
+                           sizeof terr) != 0) {
+            snprintf(err, errlen, "failed to read prometheus-token-file: %s",
+                     terr);
+            goto fail;
+        }
+    }
+    if (o->auth_token_file && *o->auth_token_file) {
+        p->has_auth_token_file = true;
+        if (token_src_init(&p->auth_token_file, o->auth_token_file, terr,
+                           sizeof terr) != 0) {
+            snprintf(err, errlen, "failed to read token file: %s", terr);
+            goto fail;
+        }
+    }
+    p->auth_token = dup_or_null(o->auth_token, &fail);
+    if (o->auth_basic_user) {
+        free(p->basic_user);
+        free(p->basic_pass);
+        p->basic_user = dup_or_null(o->auth_basic_user, &fail);
+        p->basic_pass = dup_or_null(o->auth_basic_pass ? o->auth_basic_pass
+                                                       : "", &fail);
+    }
+    if (o->tls) {
+        p->has_tls = true;
+        p->tls = *o->tls;
+        p->tls.ca_file = p->tls_strs[0] = dup_or_null(o->tls->ca_file, &fail);
+        p->tls.ca_pem = p->tls_strs[1] = dup_or_null(o->tls->ca_pem, &fail);
+        p->tls.cert_file = p->tls_strs[2] =
+            dup_or_null(o->tls->cert_file, &fail);
+        p->tls.key_file = p->tls_strs[3] = dup_or_null(o->tls->key_file, &fail);
+        p->tls.cert_pem = p->tls_strs[4] = dup_or_null(o->tls->cert_pem, &fail);
+        p->tls.key_pem = p->tls_strs[5] = dup_or_null(o->tls->key_pem, &fail);
+        p->tls.server_name = p->tls_strs[6] =
+            dup_or_null(o->tls->server_name, &fail);
+    }
+    if (fail) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    p->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+    p->max_get_length = o->max_get_length ? o->max_get_length
+                                          : DEFAULT_MAX_GET;
+    return p;
+fail:
+    prom_client_free(p);
+    return NULL;
+}
+
+void
+prom_client_free(struct prom_client *p)
+{
+    if (!p)
+        return;
+    free(p->origin);
+    free(p->base_path);
+    free(p->base_query);
+    free(p->basic_user);
+    free(p->basic_pass);
+    for (size_t i = 0; i < p->nheaders; i++)
+        free(p->headers[i]);
+    free(p->headers);
+    free(p->post_headers);
+    if (p->has_token_file)
+        token_src_fini(&p->token_file);
+    if (p->has_auth_token_file)
+        token_src_fini(&p->auth_token_file);
+    free(p->auth_token);
+    for (size_t i = 0; i < 7; i++)
+        free(p->tls_strs[i]);
+    free(p);
+}
+
+/* -- Formatting -------------------------------------------------------- */
+
+double
+prom_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000) /
+           1000.0;
+}
+
+int
+prom_format_time(double t, char *out, size_t outlen)
+{
+    long long ms = llround(t * 1000.0);
+    long long sec = ms / 1000, frac = ms % 1000;
+    const char *sign = "";
+    int n;
+
+    if (ms < 0) {
+        sign = "-";
+        sec = -ms / 1000;
+        frac = -ms % 1000;
+    }
+    if (frac == 0)
+        n = snprintf(out, outlen, "%s%lld", sign, sec);
+    else if (frac % 100 == 0)
+        n = snprintf(out, outlen, "%s%lld.%lld", sign, sec, frac / 100);
+    else if (frac % 10 == 0)
+        n = snprintf(out, outlen, "%s%lld.%02lld", sign, sec, frac / 10);
+    else
+        n = snprintf(out, outlen, "%s%lld.%03lld", sign, sec, frac);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int
+prom_format_duration(double seconds, char *out, size_t outlen)
+{
+    long long ms = llround(seconds * 1000.0);
+    int n;
+
+    if (ms < 1)
+        ms = 1;
+    if (ms % 1000 == 0)
+        n = snprintf(out, outlen, "%llds", ms / 1000);
+    else
+        n = snprintf(out, outlen, "%lldms", ms);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* -- Requests ---------------------------------------------------------- */
+
+static int
+cmp_kv(const void *a, const void *b)
+{
+    const char *const *x = a, *const *y = b;
+    return strcmp(x[0], y[0]);
+}
+
+int
+prom_build_request(const struct prom_client *p, const char *endpoint,
+                   const char *const *kv, struct prom_wire *out, char *err,
+                   size_t errlen)
+{
+    struct buf params, url;
+    const char **pairs = NULL;
+    size_t n = 0;
+    int rc = -1;
+    bool post = p->post;
+
+    memset(out, 0, sizeof *out);
+    buf_init(&params, MAX_URL);
+    buf_init(&url, MAX_URL);
+    while (kv[2 * n])
+        n++;
+    /* Sort (key, value) pairs by key, as Go's url.Values.Encode does;
+     * qsort is not stable but our keys are distinct. */
+    pairs = malloc((2 * n + 1) * sizeof *pairs);
+    if (!pairs)
+        goto oom;
+    memcpy(pairs, kv, 2 * n * sizeof *pairs);
+    qsort(pairs, n, 2 * sizeof *pairs, cmp_kv);
+    for (size_t i = 0; i < n; i++) {
+        if ((i > 0 && buf_addc(&params, '&')) ||
+            http_query_escape(&params, pairs[2 * i], strlen(pairs[2 * i])) ||
+            buf_addc(&params, '=') ||
+            http_query_escape(&params, pairs[2 * i + 1],
+                              strlen(pairs[2 * i + 1])))
+            goto toolong;
+    }
+    if (buf_adds(&url, p->origin) ||
+        append_clean_path(&url, p->base_path, endpoint))
+        goto toolong;
+    if (p->base_query && (buf_addc(&url, '?') || buf_adds(&url, p->base_query)))
+        goto toolong;
+    if (!post) {
+        size_t len = url.len + 1 + params.len;
+        if (len > p->max_get_length) {
+            post = true;
+        } else if (buf_addc(&url, p->base_query ? '&' : '?') ||
+                   buf_add(&url, params.data ? params.data : "", params.len)) {
+            goto toolong;
+        }
+    }
+    if (post) {
+        out->body = buf_take(&params, &out->body_len);
+        if (!out->body)
+            goto oom;
+        snprintf(out->method, sizeof out->method, "POST");
+    } else {
+        snprintf(out->method, sizeof out->method, "GET");
+    }
+    out->url = buf_take(&url, NULL);
+    if (!out->url)
+        goto oom;
+    rc = 0;
+    goto done;
+toolong:
+    snprintf(err, errlen, "request too long");
+    goto done;
+oom:
+    snprintf(err, errlen, "out of memory");
+done:
+    if (rc != 0)
+        prom_wire_free(out);
+    free(pairs);
+    buf_free(&params);
+    buf_free(&url);
+    return rc;
+}
+
+void
+prom_wire_free(struct prom_wire *w)
+{
+    if (!w)
+        return;
+    free(w->url);
+    free(w->body);
+    w->url = w->body = NULL;
+    w->body_len = 0;
+}
+
+static int
+status_ok(long s)
+{
+    return (s >= 200 && s < 300) || s == 400 || s == 422 || s == 503;
+}
+
+/* Performs one API call; the body is streamed to on_data when set, else
+ * buffered into resp. Returns -1 on a transport error or unknown status
+ * (err set); the caller frees resp->body in every case. */
+static int
+do_call(struct prom_client *p, struct http_client *hc, const char *endpoint,
+        const char *const *kv, long timeout_ms, size_t max_body,
+        int (*on_data)(void *, const char *, size_t), void *ctx,
+        struct http_resp *resp, int *transport_rc, char *err, size_t errlen)
+{
+    struct prom_wire w;
+    struct http_req req;
+    char *token = NULL;
+    int rc = -1;
+
+    memset(resp, 0, sizeof *resp);
+    buf_init(&resp->body, 0);
+    if (prom_build_request(p, endpoint, kv, &w, err, errlen) != 0)
+        return -1;
+    memset(&req, 0, sizeof req);
+    req.method = w.method;
+    req.url = w.url;
+    req.headers = (const char *const *)(strcmp(w.method, "POST") == 0
+                                            ? p->post_headers : p->headers);
+    req.body = w.body;
+    req.body_len = w.body_len;
+    req.timeout_ms = timeout_ms;
+    req.tls = p->has_tls ? &p->tls : NULL;
+    req.max_body = max_body;
+    req.on_data = on_data;
+    req.ctx = ctx;
+    req.basic_user = p->basic_user;
+    req.basic_pass = p->basic_pass;
+    if (!p->has_auth_header) {
+        if (p->has_token_file)
+            token = token_src_get(&p->token_file);
+        if ((!token || !*token) && p->has_auth_token_file) {
+            free(token);
+            token = token_src_get(&p->auth_token_file);
+        }
+        req.bearer_token = token && *token ? token : p->auth_token;
+    }
+    if (w.body)
+        LOGV(6, "%s %s body=%s", w.method, w.url, w.body);
+    else
+        LOGV(6, "%s %s", w.method, w.url);
+    *transport_rc = http_client_do(hc, &req, resp, err, errlen);
+    if (resp->status != 0 && !status_ok(resp->status)) {
+        snprintf(err, errlen, "bad_response: unknown response code %ld",
+                 resp->status);
+        goto done;
+    }
+    if (*transport_rc != 0)
+        goto done;
+    rc = 0;
+done:
+    free(token);
+    prom_wire_free(&w);
+    return rc;
+}
+
+/* Formats the API error of a response whose status was "error". */
+static void
+api_error(char *err, size_t errlen, const char *type, const char *msg)
+{
+    snprintf(err, errlen, "%s: %s", type ? type : "", msg ? msg : "");
+}
+
+/* -- Series (streaming) ------------------------------------------------ */
+
+/* Interned string table: open addressing over arena strings. */
+struct intern {
+    const char **slot;
+    uint32_t *hash;
+    size_t cap, n;
+};
+
+static uint32_t
+hash_bytes(const unsigned char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 16777619u;
+    return h ? h : 1;
+}
+
+struct shape_ent {
+    uint32_t hash;
+    struct prom_shape shape;     /* labels in the arena */
+};
+
+struct series_parse {
+    struct prom_arena *arena;
+    struct intern strs;
+    struct shape_ent *shapes;    /* open-addressing table */
+    size_t shapes_cap, nshapes;
+    size_t total;
+    /* current series */
+    const char **cur;            /* label names (interned) */
+    size_t ncur, capcur;
+    const char *cur_name;
+    /* document state */
+    int depth;                   /* nesting of maps/arrays */
+    int skip_depth;              /* >0: skipping a value that began at this depth */
+    enum { TK_NONE, TK_STATUS, TK_DATA, TK_ETYPE, TK_ERROR, TK_OTHER } top_key;
+    bool in_data, in_series, key_is_name, seen_top;
+    bool data_bad;
+    char status[32], etype[128];
+    char *error_msg;             /* malloc'd */
+    char perr[256];              /* callback-detected problem */
+    yajl_handle yh;
+    bool parse_failed;
+};
+
+static const char *
+intern(struct series_parse *sp, const unsigned char *s, size_t n)
+{
+    struct intern *t = &sp->strs;
+    uint32_t h = hash_bytes(s, n);
+    size_t i;
+
+    if ((t->n + 1) * 2 > t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 256;
+        const char **ns = calloc(ncap, sizeof *ns);
+        uint32_t *nh = calloc(ncap, sizeof *nh);
+        if (!ns || !nh) {
+            free(ns);
+            free(nh);
+            return NULL;
+        }
+        for (size_t k = 0; k < t->cap; k++) {
+            if (!t->slot[k])
+                continue;
+            for (i = t->hash[k] & (ncap - 1); ns[i]; i = (i + 1) & (ncap - 1))
+                ;
+            ns[i] = t->slot[k];
+            nh[i] = t->hash[k];
+        }
+        free(t->slot);
+        free(t->hash);
+        t->slot = ns;
+        t->hash = nh;
+        t->cap = ncap;
+    }
+    for (i = h & (t->cap - 1); t->slot[i]; i = (i + 1) & (t->cap - 1))
+        if (t->hash[i] == h && strncmp(t->slot[i], (const char *)s, n) == 0 &&
+            t->slot[i][n] == '\0')
+            return t->slot[i];
+    t->slot[i] = arena_strndup(sp->arena, (const char *)s, n);
+    if (!t->slot[i])
+        return NULL;
+    t->hash[i] = h;
+    t->n++;
+    return t->slot[i];
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Ends one series object: sorts and dedups its label names, then counts
+ * it under its shape (interned pointers compare by identity). */
+static int
+finish_series(struct series_parse *sp)
+{
+    size_t n = sp->ncur, k = 0;
+    const char **l = sp->cur;
+    const char *name = sp->cur_name ? sp->cur_name : "";
+    uint32_t h;
+    size_t i;
+
+    /* insertion sort: a series has a handful of labels */
+    for (i = 1; i < n; i++) {
+        const char *x = l[i];
+        size_t j = i;
+        while (j > 0 && strcmp(l[j - 1], x) > 0) {
+            l[j] = l[j - 1];
+            j--;
+        }
+        l[j] = x;
+    }
+    for (i = 0; i < n; i++)
+        if (k == 0 || l[k - 1] != l[i])
+            l[k++] = l[i];
+    n = k;
+    h = (uint32_t)(uintptr_t)name * 2654435761u;
+    for (i = 0; i < n; i++)
+        h = (h ^ (uint32_t)((uintptr_t)l[i] >> 3)) * 16777619u;
+    h = h ? h : 1;
+
+    if ((sp->nshapes + 1) * 2 > sp->shapes_cap) {
+        size_t ncap = sp->shapes_cap ? sp->shapes_cap * 2 : 64;
+        struct shape_ent *ns = calloc(ncap, sizeof *ns);
+        if (!ns)
+            return -1;
+        for (size_t s = 0; s < sp->shapes_cap; s++) {
+            if (!sp->shapes[s].hash)
+                continue;
+            for (i = sp->shapes[s].hash & (ncap - 1); ns[i].hash;
+                 i = (i + 1) & (ncap - 1))
+                ;
+            ns[i] = sp->shapes[s];
+        }
+        free(sp->shapes);
+        sp->shapes = ns;
+        sp->shapes_cap = ncap;
+    }
+    for (i = h & (sp->shapes_cap - 1); sp->shapes[i].hash;
+         i = (i + 1) & (sp->shapes_cap - 1)) {
+        struct prom_shape *s = &sp->shapes[i].shape;
+        if (sp->shapes[i].hash == h && s->name == name && s->nlabels == n &&
+            (n == 0 || memcmp(s->labels, l, n * sizeof *l) == 0)) {
+            s->count++;
+            goto counted;
+        }
+    }
+    {
+        struct prom_shape *s = &sp->shapes[i].shape;
+        s->labels = arena_alloc(sp->arena, (n ? n : 1) * sizeof *l);
+        if (!s->labels)
+            return -1;
+        memcpy(s->labels, l, n * sizeof *l);
+        s->nlabels = n;
+        s->name = name;
+        s->count = 1;
+        sp->shapes[i].hash = h;
+        sp->nshapes++;
+    }
+counted:
+    sp->total++;
+    sp->ncur = 0;
+    sp->cur_name = NULL;
+    return 0;
+}
+
+/* yajl callbacks: return 0 to stop the parse (the reason goes to perr,
+ * or is an out-of-memory). Depth counts open maps/arrays. */
+#define SP ((struct series_parse *)ctx)
+
+static int
+bad(struct series_parse *sp, const char *msg)
+{
+    if (!sp->perr[0])
+        snprintf(sp->perr, sizeof sp->perr, "%s", msg);
+    return 0;
+}
+
+/* A scalar value (string or not) at the current position. */
+static int
+sp_scalar(void *ctx, const unsigned char *s, size_t n, bool is_string)
+{
+    struct series_parse *sp = SP;
+
+    if (sp->skip_depth)
+        return 1;
+    if (sp->depth == 0)
+        return bad(sp, "response is not a JSON object");
+    if (sp->in_series && sp->depth == 3) {
+        if (!is_string)
+            return bad(sp, "label value is not a string");
+        if (sp->key_is_name) {
+            sp->cur_name = intern(sp, s, n);
+            if (!sp->cur_name)
+                return bad(sp, "out of memory");
+        }
+        return 1;
+    }
+    if (sp->depth == 1) {
+        switch (sp->top_key) {
+        case TK_STATUS:
+        case TK_ETYPE:
+        case TK_ERROR:
+            if (!is_string)
+                return bad(sp, "status/errorType/error is not a string");
+            if (sp->top_key == TK_STATUS)
+                snprintf(sp->status, sizeof sp->status, "%.*s", (int)n, s);
+            else if (sp->top_key == TK_ETYPE)
+                snprintf(sp->etype, sizeof sp->etype, "%.*s", (int)n, s);
+            else {
+                free(sp->error_msg);
+                sp->error_msg = strndup((const char *)s, n);
+                if (!sp->error_msg)
+                    return bad(sp, "out of memory");
+            }
+            break;
+        case TK_DATA:
+            if (s || is_string)  /* non-null scalar data */
+                sp->data_bad = true;
+            break;
+        default:
+            break;
+        }
+        return 1;
+    }
+    if (sp->in_data && sp->depth == 2)
+        sp->data_bad = true;   /* a scalar where a label map belongs */
+    return 1;
+}
+
+static int
+cb_null(void *ctx)
+{
+    return sp_scalar(ctx, NULL, 0, false);
+}
+
+static int
+cb_bool(void *ctx, int v)
+{
+    (void)v;
+    return sp_scalar(ctx, (const unsigned char *)"b", 1, false);
+}
+
+static int
+cb_number(void *ctx, const char *s, size_t n)
+{
+    return sp_scalar(ctx, (const unsigned char *)s, n, false);
+}
+
+static int
+cb_string(void *ctx, const unsigned char *s, size_t n)
+{
+    return sp_scalar(ctx, s, n, true);
+}
+
+static int
+open_container(struct series_parse *sp, bool is_map)
+{
+    sp->depth++;
+    if (sp->skip_depth)
+        return 1;
+    if (sp->depth == 1) {
+        if (!is_map)
+            return bad(sp, "response is not a JSON object");
+        sp->seen_top = true;
+        return 1;
+    }
+    if (sp->depth == 2) {
+        if (sp->top_key == TK_DATA && !is_map) {
+            sp->in_data = true;
+            return 1;
+        }
+        if (sp->top_key == TK_DATA)
+            sp->data_bad = true;
+        if (sp->top_key != TK_OTHER && sp->top_key != TK_DATA)
+            return bad(sp, "status/errorType/error is not a string");
+        sp->skip_depth = sp->depth;
+        return 1;
+    }
+    if (sp->depth == 3 && sp->in_data) {
+        if (!is_map) {
+            sp->data_bad = true;
+            sp->skip_depth = sp->depth;
+            return 1;
+        }
+        sp->in_series = true;
+        sp->ncur = 0;
+        sp->cur_name = NULL;
+        return 1;
+    }
+    if (sp->depth == 4 && sp->in_series)
+        return bad(sp, "label value is not a string");
+    sp->skip_depth = sp->depth;
+    return 1;
+}
+
+static int
+close_container(struct series_parse *sp)
+{
+    int d = sp->depth--;
+
+    if (sp->skip_depth) {
+        if (d == sp->skip_depth)
+            sp->skip_depth = 0;
+        return 1;
+    }
+    if (d == 3 && sp->in_series) {
+        sp->in_series = false;
+        if (finish_series(sp) != 0)
+            return bad(sp, "out of memory");
+    } else if (d == 2 && sp->in_data) {
+        sp->in_data = false;
+    }
+    return 1;
+}
+
+static int
+cb_start_map(void *ctx)
+{
+    return open_container(SP, true);
+}
+
+static int
+cb_end_map(void *ctx)
+{
+    return close_container(SP);
+}
+
+static int
+cb_start_array(void *ctx)
+{
+    return open_container(SP, false);
+}
+
+static int
+cb_end_array(void *ctx)
+{
+    return close_container(SP);
+}
+
+static int
+cb_map_key(void *ctx, const unsigned char *s, size_t n)
+{
+    struct series_parse *sp = SP;
+
+    if (sp->skip_depth)
+        return 1;
+    if (sp->depth == 1) {
+        if (n == 6 && memcmp(s, "status", 6) == 0)
+            sp->top_key = TK_STATUS;
+        else if (n == 4 && memcmp(s, "data", 4) == 0)
+            sp->top_key = TK_DATA;
+        else if (n == 9 && memcmp(s, "errorType", 9) == 0)
+            sp->top_key = TK_ETYPE;
+        else if (n == 5 && memcmp(s, "error", 5) == 0)
+            sp->top_key = TK_ERROR;
+        else
+            sp->top_key = TK_OTHER;
+        return 1;
+    }
+    if (sp->in_series && sp->depth == 3) {
+        const char *k;
+        sp->key_is_name = n == 8 && memcmp(s, "__name__", 8) == 0;
+        if (sp->key_is_name)
+            return 1;
+        k = intern(sp, s, n);
+        if (!k)
+            return bad(sp, "out of memory");
+        if (sp->ncur == sp->capcur) {
+            size_t ncap = sp->capcur ? sp->capcur * 2 : 16;
+            const char **nc = realloc(sp->cur, ncap * sizeof *nc);
+            if (!nc)
+                return bad(sp, "out of memory");
+            sp->cur = nc;
+            sp->capcur = ncap;
+        }
+        sp->cur[sp->ncur++] = k;
+    }
+    return 1;
+}
+
+#undef SP
+
+static const yajl_callbacks series_callbacks = {
+    cb_null, cb_bool, NULL, NULL, cb_number, cb_string,
+    cb_start_map, cb_map_key, cb_end_map, cb_start_array, cb_end_array,
+};
+
+/* Records yajl's message (one line) in perr. */
+static void
+note_yajl_error(struct series_parse *sp, const unsigned char *p, size_t n)
+{
+    unsigned char *msg;
+
+    sp->parse_failed = true;
+    if (sp->perr[0])
+        return;
+    msg = yajl_get_error(sp->yh, 0, p, n);
+    snprintf(sp->perr, sizeof sp->perr, "%s", msg ? (char *)msg : "invalid JSON");
+    sp->perr[strcspn(sp->perr, "\n")] = '\0';
+    if (msg)
+        yajl_free_error(sp->yh, msg);
+}
+
+static int
+series_on_data(void *ctx, const char *p, size_t n)
+{
+    struct series_parse *sp = ctx;
+
+    if (yajl_parse(sp->yh, (const unsigned char *)p, n) != yajl_status_ok) {
+        note_yajl_error(sp, (const unsigned char *)p, n);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+cmp_shape(const void *a, const void *b)
+{
+    const struct prom_shape *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    size_t n = x->nlabels < y->nlabels ? x->nlabels : y->nlabels;
+
+    if (c)
+        return c;
+    for (size_t i = 0; i < n; i++)
+        if ((c = strcmp(x->labels[i], y->labels[i])) != 0)
+            return c;
+    return x->nlabels < y->nlabels ? -1 : x->nlabels > y->nlabels;
+}
+
+void
+prom_shapes_free(struct prom_shapes *s)
+{
+    if (!s)
+        return;
+    free(s->v);
+    arena_free(s->arena);
+    free(s);
+}
+
+int
+prom_series(struct prom_client *p, struct http_client *hc, const char *match,
+            double start, struct prom_shapes **out, char *err, size_t errlen)
+{
+    struct series_parse sp;
+    struct http_resp resp;
+    struct prom_shapes *res = NULL;
+    char ts[40];
+    const char *kv[5];
+    int trc = 0, rc = -1;
+
+    *out = NULL;
+    memset(&sp, 0, sizeof sp);
+    memset(&resp, 0, sizeof resp);
+    sp.arena = calloc(1, sizeof *sp.arena);
+    sp.yh = yajl_alloc(&series_callbacks, NULL, &sp);
+    if (!sp.arena || !sp.yh) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    /* Go's decoder does not reject invalid UTF-8; neither do we. */
+    yajl_config(sp.yh, yajl_dont_validate_strings, 1);
+    prom_format_time(start, ts, sizeof ts);
+    kv[0] = "match[]";
+    kv[1] = match;
+    kv[2] = "start";
+    kv[3] = ts;
+    kv[4] = NULL;
+    if (do_call(p, hc, "/api/v1/series", kv, p->timeout_ms, SERIES_MAX_BODY,
+                series_on_data, &sp, &resp, &trc, err, errlen) != 0) {
+        if (trc != 0 && sp.perr[0] && resp.status != 0 &&
+            status_ok(resp.status))
+            snprintf(err, errlen, "bad_response: %s", sp.perr);
+        goto done;
+    }
+    if (!sp.perr[0] &&
+        yajl_complete_parse(sp.yh) != yajl_status_ok)
+        note_yajl_error(&sp, NULL, 0);
+    if (sp.perr[0]) {
+        snprintf(err, errlen, "bad_response: %s", sp.perr);
+        goto done;
+    }
+    if (strcmp(sp.status, "error") == 0) {
+        api_error(err, errlen, sp.etype, sp.error_msg);
+        goto done;
+    }
+    if (sp.data_bad) {
+        snprintf(err, errlen,
+                 "bad_response: series data is not a list of label sets");
+        goto done;
+    }
+    res = calloc(1, sizeof *res);
+    if (!res || (sp.nshapes && !(res->v = calloc(sp.nshapes, sizeof *res->v)))) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < sp.shapes_cap; i++)
+        if (sp.shapes[i].hash)
+            res->v[res->n++] = sp.shapes[i].shape;
+    qsort(res->v, res->n, sizeof *res->v, cmp_shape);
+    res->total_series = sp.total;
+    res->arena = sp.arena;
+    sp.arena = NULL;
+    *out = res;
+    res = NULL;
+    LOGV(6, "series %s: %zu series, %zu shapes", match, (*out)->total_series,
+         (*out)->n);
+    rc = 0;
+done:
+    prom_shapes_free(res);
+    buf_free(&resp.body);
+    if (sp.yh)
+        yajl_free(sp.yh);
+    arena_free(sp.arena);
+    free(sp.strs.slot);
+    free(sp.strs.hash);
+    free(sp.shapes);
+    free(sp.cur);
+    free(sp.error_msg);
+    return rc;
+}
+
+/* -- Instant queries ------------------------------------------------------ */
+
+void
+prom_result_free(struct prom_result *r)
+{
+    if (!r)
+        return;
+    arena_free(r->arena);
+    free(r);
+}
+
+/* Prometheus timestamps: <sec>[.<frac>], fraction cut or padded to ms. */
+static int
+parse_ts(yajl_val v, double *out)
+{
+    const char *s, *dot;
+    char *end;
+    long long sec, ms = 0;
+    int neg;
+
+    if (!YAJL_IS_NUMBER(v))
+        return -1;
+    s = YAJL_GET_NUMBER(v);
+    neg = s[0] == '-';
+    errno = 0;
+    sec = strtoll(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    dot = end;
+    if (*dot == '.') {
+        int k = 0;
+        for (dot++; k < 3; k++) {
+            ms *= 10;
+            if (*dot >= '0' && *dot <= '9')
+                ms += *dot++ - '0';
+        }
+    } else if (*dot != '\0') {
+        /* exponent form: fall back to the float value, cut to ms */
+        double d = strtod(s, &end);
+        if (*end)
+            return -1;
+        *out = trunc(d * 1000.0) / 1000.0;
+        return 0;
+    }
+    *out = (double)sec + (neg ? -1.0 : 1.0) * (double)ms / 1000.0;
+    return 0;
+}
+
+static int
+parse_value(yajl_val v, double *out)
+{
+    const char *s;
+    char *end;
+
+    if (!YAJL_IS_STRING(v))
+        return -1;
+    s = YAJL_GET_STRING(v);
+    if (!*s)
+        return -1;
+    *out = strtod(s, &end);
+    return *end ? -1 : 0;
+}
+
+/* [ts, "value"] */
+static int
+parse_pair(yajl_val v, struct prom_sample *smp)
+{
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len != 2)
+        return -1;
+    if (parse_ts(v->u.array.values[0], &smp->ts) != 0 ||
+        parse_value(v->u.array.values[1], &smp->value) != 0)
+        return -1;
+    return 0;
+}
+
+struct kvp {
+    const char *k, *v;
+};
+
+static int
+cmp_kvp(const void *a, const void *b)
+{
+    return strcmp(((const struct kvp *)a)->k, ((const struct kvp *)b)->k);
+}
+
+static int
+parse_vector_item(struct prom_arena *a, yajl_val item, struct prom_sample *smp,
+                  char *err, size_t errlen)
+{
+    yajl_val metric = NULL, value = NULL, hist = NULL;
+    struct kvp *kv = NULL;
+    size_t n = 0;
+
+    if (!YAJL_IS_OBJECT(item))
+        goto bad;
+    for (size_t i = 0; i < item->u.object.len; i++) {
+        const char *k = item->u.object.keys[i];
+        if (strcmp(k, "metric") == 0)
+            metric = item->u.object.values[i];
+        else if (strcmp(k, "value") == 0)
+            value = item->u.object.values[i];
+        else if (strcmp(k, "histogram") == 0)
+            hist = item->u.object.values[i];
+    }
+    if (metric && !YAJL_IS_NULL(metric)) {
+        if (!YAJL_IS_OBJECT(metric))
+            goto bad;
+        n = metric->u.object.len;
+    }
+    kv = arena_alloc(a, (n ? n : 1) * sizeof *kv);
+    smp->keys = arena_alloc(a, (n ? n : 1) * sizeof *smp->keys);
+    smp->values = arena_alloc(a, (n ? n : 1) * sizeof *smp->values);
+    if (!kv || !smp->keys || !smp->values)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        yajl_val lv = metric->u.object.values[i];
+        const char *k = metric->u.object.keys[i];
+        if (!YAJL_IS_STRING(lv))
+            goto bad;
+        kv[i].k = arena_strndup(a, k, strlen(k));
+        kv[i].v = arena_strndup(a, lv->u.string, strlen(lv->u.string));
+        if (!kv[i].k || !kv[i].v)
+            goto oom;
+    }
+    qsort(kv, n, sizeof *kv, cmp_kvp);
+    for (size_t i = 0; i < n; i++) {
+        smp->keys[i] = kv[i].k;
+        smp->values[i] = kv[i].v;
+    }
+    smp->nlabels = n;
+    if (value && !YAJL_IS_NULL(value)) {
+        if (parse_pair(value, smp) != 0)
+            goto bad;
+    } else if (hist && YAJL_IS_ARRAY(hist) && hist->u.array.len == 2) {
+        /* native histogram sample: the value is 0, the timestamp kept */
+        if (parse_ts(hist->u.array.values[0], &smp->ts) != 0)
+            goto bad;
+        smp->value = 0;
+    } else {
+        goto bad;
+    }
+    return 0;
+bad:
+    snprintf(err, errlen, "bad_response: invalid vector sample");
+    return -1;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static yajl_val
+obj_get(yajl_val o, const char *key)
+{
+    if (!YAJL_IS_OBJECT(o))
+        return NULL;
+    for (size_t i = 0; i < o->u.object.len; i++)
+        if (strcmp(o->u.object.keys[i], key) == 0)
+            return o->u.object.values[i];
+    return NULL;
+}
+
+int
+prom_query(struct prom_client *p, struct http_client *hc, const char *promql,
+           double time, double timeout_s, struct prom_result **out,
+           char *err, size_t errlen)
+{
+    struct http_resp resp;
+    struct prom_result *r = NULL;
+    yajl_val root = NULL, data, rtype, result, status;
+    char ts[40], tmo[40], perr[256];
+    const char *kv[7];
+    long timeout_ms = p->timeout_ms;
+    int trc = 0, rc = -1;
+    const char *t;
+
+    *out = NULL;
+    prom_format_time(time, ts, sizeof ts);
+    kv[0] = "query";
+    kv[1] = promql;
+    kv[2] = "time";
+    kv[3] = ts;
+    kv[4] = NULL;
+    if (timeout_s > 0) {
+        prom_format_duration(timeout_s, tmo, sizeof tmo);
+        kv[4] = "timeout";
+        kv[5] = tmo;
+        kv[6] = NULL;
+        /* the HTTP call may not outlive the caller's deadline either */
+        if ((long)(timeout_s * 1000.0) < timeout_ms)
+            timeout_ms = (long)(timeout_s * 1000.0) + 1;
+    }
+    if (do_call(p, hc, "/api/v1/query", kv, timeout_ms, QUERY_MAX_BODY, NULL,
+                NULL, &resp, &trc, err, errlen) != 0)
+        goto done;
+    root = yajl_tree_parse(resp.body.data ? resp.body.data : "", perr,
+                           sizeof perr);
+    if (!root) {
+        perr[strcspn(perr, "\n")] = '\0';
+        snprintf(err, errlen, "bad_response: %s",
+                 perr[0] ? perr : "invalid JSON");
+        goto done;
+    }
+    if (!YAJL_IS_OBJECT(root)) {
+        snprintf(err, errlen, "bad_response: response is not a JSON object");
+        goto done;
+    }
+    status = obj_get(root, "status");
+    if (YAJL_IS_STRING(status) && strcmp(status->u.string, "error") == 0) {
+        api_error(err, errlen, YAJL_GET_STRING(obj_get(root, "errorType")),
+                  YAJL_GET_STRING(obj_get(root, "error")));
+        goto done;
+    }
+    data = obj_get(root, "data");
+    rtype = obj_get(data, "resultType");
+    result = obj_get(data, "result");
+    t = YAJL_IS_STRING(rtype) ? rtype->u.string : "";
+    r = calloc(1, sizeof *r);
+    if (!r || !(r->arena = calloc(1, sizeof *r->arena))) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (strcmp(t, "vector") == 0) {
+        size_t n;
+        r->type = PROM_VECTOR;
+        if (YAJL_IS_NULL(result) || !result)
+            n = 0;
+        else if (YAJL_IS_ARRAY(result))
+            n = result->u.array.len;
+        else
+            goto badshape;
+        r->samples = arena_alloc(r->arena, (n ? n : 1) * sizeof *r->samples);
+        if (!r->samples) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        memset(r->samples, 0, (n ? n : 1) * sizeof *r->samples);
+        for (size_t i = 0; i < n; i++) {
+            if (parse_vector_item(r->arena, result->u.array.values[i],
+                                  &r->samples[i], err, errlen) != 0)
+                goto done;
+            r->n = i + 1;
+        }
+    } else if (strcmp(t, "scalar") == 0) {
+        r->type = PROM_SCALAR;
+        r->samples = arena_alloc(r->arena, sizeof *r->samples);
+        if (!r->samples) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        memset(r->samples, 0, sizeof *r->samples);
+        if (parse_pair(result, &r->samples[0]) != 0)
+            goto badshape;
+        r->n = 1;
+    } else if (strcmp(t, "matrix") == 0) {
+        r->type = PROM_MATRIX;
+        if (result && !YAJL_IS_NULL(result) && !YAJL_IS_ARRAY(result))
+            goto badshape;
+    } else {
+        snprintf(err, errlen, "unexpected value type \"%s\"", t);
+        goto done;
+    }
+    *out = r;
+    r = NULL;
+    rc = 0;
+    goto done;
+badshape:
+    snprintf(err, errlen, "bad_response: invalid %s result", t);
+done:
+    prom_result_free(r);
+    yajl_tree_free(root);
+    buf_free(&resp.body);
+    return rc;
+}

@@ -1,0 +1,135 @@
+/* prom.h: the Prometheus HTTP API client (spec-server.md §9,
+ * spec-rules.md §5.1): series discovery reduced to distinct "shapes" while
+ * the body streams in, and instant queries.
+ * Uses: http_client (transport), yajl (JSON, streaming for series), log.
+ * Must never: keep label values of series, buffer a whole series body, log
+ * bearer tokens or passwords, or own a struct http_client (the caller's
+ * thread owns it).
+ *
+ * Thread affinity: a struct prom_client is immutable after prom_client_new
+ * except for the cached token-file contents, which are guarded by a mutex,
+ * so one client is shared by every thread. Each call takes the calling
+ * thread's own struct http_client. */
+#ifndef ADAPTER_PROM_H
+#define ADAPTER_PROM_H
+#include <stdbool.h>
+#include <stddef.h>
+#include "http_client.h"
+
+struct prom_options {
+    const char *url;               /* --prometheus-url (required) */
+    const char *verb;              /* "GET" (NULL = "GET") or "POST" */
+    const char *const *headers;    /* --prometheus-header "K=V" entries,
+                                    * NULL-terminated, or NULL */
+    const char *token_file;        /* --prometheus-token-file, or NULL */
+    /* Credentials from --prometheus-auth-config / -incluster (optional):
+     * a static bearer token, or a token file re-read when it changes. The
+     * token file above, then an explicit Authorization header, win. */
+    const char *auth_token;
+    const char *auth_token_file;
+    const char *auth_basic_user;   /* overrides user-info in the URL */
+    const char *auth_basic_pass;
+    const struct http_tls *tls;    /* copied (strings duplicated); NULL: defaults */
+    long timeout_ms;               /* whole-call timeout; 0 = 30000 */
+    size_t max_get_length;         /* longest GET URL; 0 = 8192; a longer
+                                    * GET is sent as POST */
+};
+
+struct prom_client;
+
+/* One distinct (series name, sorted label-name list) and how many series
+ * had it. Strings live in the owning prom_shapes' arena. */
+struct prom_shape {
+    const char *name;              /* "" when the series had no __name__ */
+    const char **labels;           /* sorted (strcmp), distinct, no __name__ */
+    size_t nlabels;
+    size_t count;
+};
+
+struct prom_arena;
+
+struct prom_shapes {
+    size_t n;
+    struct prom_shape *v;          /* sorted by (name, labels) */
+    size_t total_series;
+    struct prom_arena *arena;      /* owns every string and label array */
+};
+
+enum prom_type { PROM_VECTOR, PROM_SCALAR, PROM_MATRIX, PROM_STRING };
+
+struct prom_sample {
+    size_t nlabels;
+    const char **keys;             /* sorted by key */
+    const char **values;
+    double value;                  /* NaN / ±Inf possible */
+    double ts;                     /* seconds, millisecond precision */
+};
+
+struct prom_result {
+    enum prom_type type;
+    size_t n;
+    struct prom_sample *samples;   /* MATRIX: left empty (n = 0) */
+    struct prom_arena *arena;      /* owns samples and their strings */
+};
+
+/* What a call puts on the wire (exposed so tests can check it). */
+struct prom_wire {
+    char method[8];                /* "GET" or "POST" */
+    char *url;                     /* owned */
+    char *body;                    /* owned form body (POST), or NULL */
+    size_t body_len;
+};
+
+/* Errors (in err): `unsupported Prometheus HTTP verb "<v>"; supported verbs:
+ * "GET" and "POST"`, `failed to read prometheus-token-file: <reason>`,
+ * `invalid Prometheus URL ...`, `invalid --prometheus-header ...`. */
+struct prom_client *prom_client_new(const struct prom_options *opts,
+                                    char *err, size_t errlen);
+void prom_client_free(struct prom_client *p);
+
+/* GET|POST <base>/api/v1/series?match[]=<match>&start=<start>.
+ * On success *out (owned by the caller, prom_shapes_free) holds the
+ * distinct shapes; a `null` data list is an empty result. Returns -1 with
+ * the reason in err (transport error, `bad_response: ...`,
+ * `<errorType>: <error>`). */
+int prom_series(struct prom_client *p, struct http_client *hc,
+                const char *match, double start, struct prom_shapes **out,
+                char *err, size_t errlen);
+void prom_shapes_free(struct prom_shapes *s);
+
+/* GET|POST <base>/api/v1/query?query=<promql>&time=<time>[&timeout=<d>].
+ * timeout_s > 0 adds timeout= (the caller's real remaining time) and also
+ * caps the HTTP call at that time. *out is owned by the caller
+ * (prom_result_free). */
+int prom_query(struct prom_client *p, struct http_client *hc,
+               const char *promql, double time, double timeout_s,
+               struct prom_result **out, char *err, size_t errlen);
+void prom_result_free(struct prom_result *r);
+
+/* Wall-clock time in seconds, truncated to milliseconds. */
+double prom_now(void);
+
+/* Unix seconds with up to 3 decimals and no trailing zeros
+ * ("1715851267.123", "1715851267.1", "1715851267"). Returns 0, or -1 if
+ * out is too small. */
+int prom_format_time(double t, char *out, size_t outlen);
+
+/* A duration Prometheus' parseDuration accepts: whole seconds as "59s",
+ * otherwise milliseconds as "59500ms" (minimum "1ms"). */
+int prom_format_duration(double seconds, char *out, size_t outlen);
+
+/* Builds the request for endpoint ("/api/v1/series", "/api/v1/query") with
+ * the given parameters: kv is key, value, key, value, ..., NULL. Keys are
+ * sorted, values form-encoded; the verb and the GET length limit decide
+ * GET or POST. Free with prom_wire_free. */
+int prom_build_request(const struct prom_client *p, const char *endpoint,
+                       const char *const *kv, struct prom_wire *out,
+                       char *err, size_t errlen);
+void prom_wire_free(struct prom_wire *w);
+
+/* Go textproto.CanonicalMIMEHeaderKey ("x-scope-orgid" -> "X-Scope-Orgid";
+ * names with bytes outside the token set are returned unchanged). Writes
+ * into out (NUL-terminated, truncated to outlen). */
+void prom_canonical_header(const char *name, size_t len, char *out,
+                           size_t outlen);
+#endif
