@@ -1,0 +1,807 @@
+/* kube.c: Kubernetes client configuration, requests and discovery (see
+ * kube.h). Uses http_client.h, libyaml (document API, kubeconfig only),
+ * yajl's tree parser (discovery documents are small), OpenSSL EVP base64.
+ * Thread affinity: a kube_client is shared; its mutable parts (the token
+ * cache, the fallback http_client, the counter) are under its mutex.
+ * Never logs tokens, passwords or key material. */
+#include "kube.h"
+#include "log.h"
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include <yaml.h>
+#include <yajl/yajl_tree.h>
+
+#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DISCOVERY_MAX_BODY (16u << 20)
+
+static void
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Reads a whole (small) file; NULL with errno-based message on failure. */
+static char *
+read_file(const char *path, size_t max, size_t *lenp, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    struct buf b;
+    char chunk[4096];
+    size_t n;
+
+    buf_init(&b, max);
+    if (!f) {
+        seterr(err, errlen, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (buf_add(&b, chunk, n) < 0) {
+            seterr(err, errlen, "read %s: file too large", path);
+            fclose(f);
+            return NULL;
+        }
+    if (ferror(f)) {
+        seterr(err, errlen, "read %s: %s", path, strerror(errno));
+        fclose(f);
+        buf_free(&b);
+        return NULL;
+    }
+    fclose(f);
+    char *s = buf_take(&b, lenp);
+    if (!s)
+        seterr(err, errlen, "out of memory");
+    return s;
+}
+
+/* -- kubeconfig ------------------------------------------------------------- */
+
+void
+kube_config_free(struct kube_config *c)
+{
+    if (!c)
+        return;
+    free(c->server);
+    free(c->ca_file);
+    free(c->ca_pem);
+    free(c->cert_file);
+    free(c->cert_pem);
+    free(c->key_file);
+    free(c->key_pem);
+    free(c->server_name);
+    free(c->token);
+    free(c->token_file);
+    free(c->username);
+    free(c->password);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Points tls at the owned strings (after loading or moving the struct). */
+static void
+wire_tls(struct kube_config *c)
+{
+    bool insecure = c->tls.insecure;
+    memset(&c->tls, 0, sizeof(c->tls));
+    c->tls.ca_file = c->ca_file;
+    c->tls.ca_pem = c->ca_pem;
+    c->tls.cert_file = c->cert_file;
+    c->tls.key_file = c->key_file;
+    c->tls.cert_pem = c->cert_pem;
+    c->tls.key_pem = c->key_pem;
+    c->tls.server_name = c->server_name;
+    c->tls.insecure = insecure;
+}
+
+static const yaml_node_t *
+ymap_get(yaml_document_t *d, const yaml_node_t *m, const char *key)
+{
+    if (!m || m->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = m->data.mapping.pairs.start;
+         p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(d, p->key);
+        if (k && k->type == YAML_SCALAR_NODE
+            && k->data.scalar.length == strlen(key)
+            && !memcmp(k->data.scalar.value, key, k->data.scalar.length))
+            return yaml_document_get_node(d, p->value);
+    }
+    return NULL;
+}
+
+/* Scalar text or NULL (absent, not a scalar, or a YAML null). */
+static const char *
+yscalar(const yaml_node_t *n)
+{
+    if (!n || n->type != YAML_SCALAR_NODE)
+        return NULL;
+    const char *v = (const char *)n->data.scalar.value;
+    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE
+        && (!strcmp(v, "null") || !strcmp(v, "~") || !*v))
+        return NULL;
+    return v;
+}
+
+/* Finds the entry of a named list (contexts/clusters/users) and returns its
+ * `inner` mapping. */
+static const yaml_node_t *
+named_entry(yaml_document_t *d, const yaml_node_t *root, const char *list,
+            const char *name, const char *inner)
+{
+    const yaml_node_t *seq = ymap_get(d, root, list);
+    if (!seq || seq->type != YAML_SEQUENCE_NODE)
+        return NULL;
+    for (yaml_node_item_t *it = seq->data.sequence.items.start;
+         it < seq->data.sequence.items.top; it++) {
+        const yaml_node_t *e = yaml_document_get_node(d, *it);
+        const char *n = yscalar(ymap_get(d, e, "name"));
+        if (n && !strcmp(n, name)) {
+            const yaml_node_t *in = ymap_get(d, e, inner);
+            return in ? in : e;   /* an entry without its body is empty */
+        }
+    }
+    return NULL;
+}
+
+/* base64 (standard alphabet, newlines tolerated) to a NUL-terminated
+ * string, with OpenSSL's streaming decoder, which handles the padding. */
+static char *
+b64_decode(const char *in, const char *what, char *err, size_t errlen)
+{
+    size_t len = strlen(in);
+    unsigned char *out = malloc(len / 4 * 3 + 64);
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    int n1 = 0, n2 = 0;
+    char *res = NULL;
+
+    if (!out || !ctx || len > (size_t)1 << 30) {
+        seterr(err, errlen, "out of memory");
+        goto done;
+    }
+    EVP_DecodeInit(ctx);
+    if (EVP_DecodeUpdate(ctx, out, &n1, (const unsigned char *)in,
+                         (int)len) < 0
+        || EVP_DecodeFinal(ctx, out + n1, &n2) < 0) {
+        seterr(err, errlen, "illegal base64 data in %s", what);
+        goto done;
+    }
+    out[n1 + n2] = '\0';
+    res = (char *)out;
+    out = NULL;
+done:
+    EVP_ENCODE_CTX_free(ctx);
+    free(out);
+    return res;
+}
+
+/* A path from the kubeconfig, resolved against its directory. */
+static char *
+resolve_path(const char *dir, const char *p)
+{
+    if (!p)
+        return NULL;
+    if (p[0] == '/' || !dir || !*dir)
+        return strdup(p);
+    size_t n = strlen(dir) + strlen(p) + 2;
+    char *r = malloc(n);
+    if (r)
+        snprintf(r, n, "%s/%s", dir, p);
+    return r;
+}
+
+static int
+dup_opt(char **dst, const char *src)
+{
+    if (!src)
+        return 0;
+    *dst = strdup(src);
+    return *dst ? 0 : -1;
+}
+
+static char *
+trim_dup(const char *s)
+{
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    return strndup(s, n);
+}
+
+static int
+load_kubeconfig(const char *path, struct kube_config *c, char *err,
+                size_t errlen)
+{
+    yaml_parser_t p;
+    yaml_document_t d;
+    bool have_parser = false, have_doc = false;
+    char *text = NULL, *dir = NULL;
+    size_t len = 0;
+    int rc = -1;
+    char e[256];
+
+    text = read_file(path, 16u << 20, &len, e, sizeof(e));
+    if (!text) {
+        seterr(err, errlen, "%s", e);
+        goto done;
+    }
+    if (!yaml_parser_initialize(&p)) {
+        seterr(err, errlen, "out of memory");
+        goto done;
+    }
+    have_parser = true;
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&p, &d)) {
+        seterr(err, errlen, "error loading config file \"%s\": yaml: line %zu: %s",
+               path, p.problem_mark.line + 1,
+               p.problem ? p.problem : "syntax error");
+        goto done;
+    }
+    have_doc = true;
+    const yaml_node_t *root = yaml_document_get_root_node(&d);
+    const char *cur = yscalar(ymap_get(&d, root, "current-context"));
+    if (!cur) {
+        seterr(err, errlen, "invalid configuration: no configuration has been provided (%s has no current-context)", path);
+        goto done;
+    }
+    const yaml_node_t *ctx = named_entry(&d, root, "contexts", cur, "context");
+    if (!ctx) {
+        seterr(err, errlen, "invalid configuration: context was not found for specified context: %s", cur);
+        goto done;
+    }
+    const char *cname = yscalar(ymap_get(&d, ctx, "cluster"));
+    const char *uname = yscalar(ymap_get(&d, ctx, "user"));
+    const yaml_node_t *cl = cname ? named_entry(&d, root, "clusters", cname,
+                                                "cluster") : NULL;
+    if (!cl) {
+        seterr(err, errlen, "invalid configuration: cluster \"%s\" was not found for context \"%s\"",
+               cname ? cname : "", cur);
+        goto done;
+    }
+    const yaml_node_t *us = uname ? named_entry(&d, root, "users", uname,
+                                                "user") : NULL;
+    if (uname && !us) {
+        seterr(err, errlen, "invalid configuration: user \"%s\" was not found for context \"%s\"",
+               uname, cur);
+        goto done;
+    }
+    const char *server = yscalar(ymap_get(&d, cl, "server"));
+    if (!server) {
+        seterr(err, errlen, "invalid configuration: no server found for cluster \"%s\"", cname);
+        goto done;
+    }
+    {
+        const char *slash = strrchr(path, '/');
+        dir = slash ? strndup(path, (size_t)(slash - path ? slash - path : 1))
+                    : strdup(".");
+        if (!dir)
+            goto oom;
+    }
+    size_t sl = strlen(server);
+    while (sl > 1 && server[sl - 1] == '/')
+        sl--;
+    if (!(c->server = strndup(server, sl)))
+        goto oom;
+
+    const char *v;
+    if ((v = yscalar(ymap_get(&d, cl, "certificate-authority-data")))) {
+        if (!(c->ca_pem = b64_decode(v, "certificate-authority-data", err,
+                                     errlen)))
+            goto done;
+    } else if ((v = yscalar(ymap_get(&d, cl, "certificate-authority")))) {
+        if (!(c->ca_file = resolve_path(dir, v)))
+            goto oom;
+    }
+    v = yscalar(ymap_get(&d, cl, "insecure-skip-tls-verify"));
+    c->tls.insecure = v && !strcmp(v, "true");
+    if (dup_opt(&c->server_name, yscalar(ymap_get(&d, cl, "tls-server-name"))))
+        goto oom;
+    if (yscalar(ymap_get(&d, cl, "proxy-url")))
+        LOGW("kubeconfig %s: proxy-url is not supported; connecting directly",
+             path);
+
+    if (us) {
+        if (ymap_get(&d, us, "exec")) {
+            seterr(err, errlen, "kubeconfig %s: user \"%s\": exec credential plugins are not supported", path, uname);
+            goto done;
+        }
+        if (ymap_get(&d, us, "auth-provider")) {
+            seterr(err, errlen, "kubeconfig %s: user \"%s\": auth-provider plugins are not supported", path, uname);
+            goto done;
+        }
+        if ((v = yscalar(ymap_get(&d, us, "client-certificate-data")))) {
+            if (!(c->cert_pem = b64_decode(v, "client-certificate-data", err,
+                                           errlen)))
+                goto done;
+        } else if ((v = yscalar(ymap_get(&d, us, "client-certificate")))) {
+            if (!(c->cert_file = resolve_path(dir, v)))
+                goto oom;
+        }
+        if ((v = yscalar(ymap_get(&d, us, "client-key-data")))) {
+            if (!(c->key_pem = b64_decode(v, "client-key-data", err, errlen)))
+                goto done;
+        } else if ((v = yscalar(ymap_get(&d, us, "client-key")))) {
+            if (!(c->key_file = resolve_path(dir, v)))
+                goto oom;
+        }
+        if ((v = yscalar(ymap_get(&d, us, "token")))) {
+            if (!(c->token = trim_dup(v)))
+                goto oom;
+        } else if ((v = yscalar(ymap_get(&d, us, "tokenFile")))) {
+            if (!(c->token_file = resolve_path(dir, v)))
+                goto oom;
+        }
+        if (dup_opt(&c->username, yscalar(ymap_get(&d, us, "username")))
+            || dup_opt(&c->password, yscalar(ymap_get(&d, us, "password"))))
+            goto oom;
+        if ((c->cert_pem || c->cert_file) != (c->key_pem || c->key_file)) {
+            seterr(err, errlen, "kubeconfig %s: user \"%s\": client certificate and key must be given together", path, uname);
+            goto done;
+        }
+    }
+    rc = 0;
+    goto done;
+oom:
+    seterr(err, errlen, "out of memory");
+done:
+    if (have_doc)
+        yaml_document_delete(&d);
+    if (have_parser)
+        yaml_parser_delete(&p);
+    free(text);
+    free(dir);
+    return rc;
+}
+
+static int
+load_in_cluster(struct kube_config *c, char *err, size_t errlen)
+{
+    const char *host = getenv("KUBERNETES_SERVICE_HOST");
+    const char *port = getenv("KUBERNETES_SERVICE_PORT");
+    const char *dir = getenv("PROMLUA_SERVICEACCOUNT_DIR");
+    char path[4096], e[256];
+
+    if (!dir || !*dir)
+        dir = SA_DIR;
+    if (!host || !*host || !port || !*port) {
+        seterr(err, errlen, "unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined");
+        return -1;
+    }
+    size_t n = strlen(host) + strlen(port) + 16;
+    if (!(c->server = malloc(n)))
+        goto oom;
+    snprintf(c->server, n, strchr(host, ':') ? "https://[%s]:%s"
+                                             : "https://%s:%s", host, port);
+    c->in_cluster = true;
+    snprintf(path, sizeof(path), "%s/token", dir);
+    if (!(c->token_file = strdup(path)))
+        goto oom;
+    /* The token must be readable at start; later reads follow rotation. */
+    char *t = read_file(path, 1 << 20, NULL, e, sizeof(e));
+    if (!t) {
+        seterr(err, errlen, "%s", e);
+        return -1;
+    }
+    free(t);
+    snprintf(path, sizeof(path), "%s/ca.crt", dir);
+    if (access(path, R_OK) == 0) {
+        if (!(c->ca_file = strdup(path)))
+            goto oom;
+    } else {
+        LOGE("Expected to load root CA config from %s, but got err: %s",
+             path, strerror(errno));
+    }
+    return 0;
+oom:
+    seterr(err, errlen, "out of memory");
+    return -1;
+}
+
+int
+kube_config_load(const char *path, struct kube_config *out, char *err,
+                 size_t errlen)
+{
+    int rc;
+    memset(out, 0, sizeof(*out));
+    rc = (path && *path) ? load_kubeconfig(path, out, err, errlen)
+                         : load_in_cluster(out, err, errlen);
+    if (rc < 0) {
+        kube_config_free(out);
+        return -1;
+    }
+    wire_tls(out);
+    return 0;
+}
+
+char *
+kube_config_token(const struct kube_config *c, char *err, size_t errlen)
+{
+    char e[256];
+    if (err && errlen)
+        err[0] = '\0';
+    if (c->token)
+        return strdup(c->token);
+    if (!c->token_file)
+        return NULL;
+    char *raw = read_file(c->token_file, 1 << 20, NULL, e, sizeof(e));
+    if (!raw) {
+        seterr(err, errlen, "reading token file: %s", e);
+        return NULL;
+    }
+    char *t = trim_dup(raw);
+    free(raw);
+    if (!t)
+        seterr(err, errlen, "out of memory");
+    return t;
+}
+
+/* -- Client ----------------------------------------------------------------- */
+
+struct kube_client {
+    struct kube_config cfg;
+    long timeout_ms;
+    pthread_mutex_t mu;          /* guards everything below */
+    char *token;                 /* cached token-file content */
+    struct timespec token_mtime;
+    off_t token_size;
+    struct http_client *own;     /* for callers without a client */
+    pthread_mutex_t own_mu;      /* serialises use of `own` */
+    unsigned long requests;
+};
+
+struct kube_client *
+kube_client_new(struct kube_config *cfg, long timeout_ms, char *err,
+                size_t errlen)
+{
+    struct kube_client *kc = calloc(1, sizeof(*kc));
+    if (!kc) {
+        seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    kc->cfg = *cfg;
+    memset(cfg, 0, sizeof(*cfg));
+    wire_tls(&kc->cfg);
+    kc->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    pthread_mutex_init(&kc->mu, NULL);
+    pthread_mutex_init(&kc->own_mu, NULL);
+    return kc;
+}
+
+void
+kube_client_free(struct kube_client *kc)
+{
+    if (!kc)
+        return;
+    http_client_free(kc->own);
+    pthread_mutex_destroy(&kc->mu);
+    pthread_mutex_destroy(&kc->own_mu);
+    free(kc->token);
+    kube_config_free(&kc->cfg);
+    free(kc);
+}
+
+const struct kube_config *
+kube_client_config(const struct kube_client *kc)
+{
+    return &kc->cfg;
+}
+
+long
+kube_client_timeout_ms(const struct kube_client *kc)
+{
+    return kc->timeout_ms;
+}
+
+unsigned long
+kube_request_count(const struct kube_client *kc)
+{
+    unsigned long n;
+    pthread_mutex_lock((pthread_mutex_t *)&kc->mu);
+    n = kc->requests;
+    pthread_mutex_unlock((pthread_mutex_t *)&kc->mu);
+    return n;
+}
+
+/* Current token (copy for the caller), re-reading the token file when its
+ * mtime or size changed: projected service-account tokens rotate. A read
+ * failure keeps the previous token (logged), as client-go does. */
+static char *
+current_token(struct kube_client *kc)
+{
+    char e[256];
+    char *res = NULL;
+
+    if (kc->cfg.token)
+        return strdup(kc->cfg.token);
+    if (!kc->cfg.token_file)
+        return NULL;
+    pthread_mutex_lock(&kc->mu);
+    struct stat st;
+    if (stat(kc->cfg.token_file, &st) == 0
+        && (!kc->token || st.st_mtim.tv_sec != kc->token_mtime.tv_sec
+            || st.st_mtim.tv_nsec != kc->token_mtime.tv_nsec
+            || st.st_size != kc->token_size)) {
+        char *t = kube_config_token(&kc->cfg, e, sizeof(e));
+        if (t) {
+            free(kc->token);
+            kc->token = t;
+            kc->token_mtime = st.st_mtim;
+            kc->token_size = st.st_size;
+        } else {
+            LOGE("kube client: %s", e);
+        }
+    }
+    if (kc->token)
+        res = strdup(kc->token);
+    pthread_mutex_unlock(&kc->mu);
+    return res;
+}
+
+int
+kube_do(struct kube_client *kc, struct http_client *hc, const char *path,
+        struct http_req *req, struct http_resp *resp, char *err, size_t errlen)
+{
+    static const char *const def_headers[] = {
+        "Accept: application/json, */*", NULL
+    };
+    struct buf url;
+    char *token = NULL;
+    int rc = -1;
+    bool own = false;
+
+    buf_init(&url, 64 * 1024);
+    buf_init(&resp->body, 0);
+    resp->status = 0;
+    if (buf_adds(&url, kc->cfg.server) < 0 || buf_adds(&url, path) < 0) {
+        seterr(err, errlen, "request URL too long");
+        goto done;
+    }
+    token = current_token(kc);
+    req->url = url.data;
+    req->tls = &kc->cfg.tls;
+    req->bearer_token = token;
+    req->basic_user = kc->cfg.username;
+    req->basic_pass = kc->cfg.password;
+    if (!req->method)
+        req->method = "GET";
+    if (!req->headers)
+        req->headers = def_headers;
+    if (req->timeout_ms <= 0)
+        req->timeout_ms = kc->timeout_ms;
+
+    pthread_mutex_lock(&kc->mu);
+    kc->requests++;
+    pthread_mutex_unlock(&kc->mu);
+
+    if (!hc) {
+        pthread_mutex_lock(&kc->own_mu);
+        own = true;
+        if (!kc->own && !(kc->own = http_client_new(err, errlen)))
+            goto done;
+        hc = kc->own;
+    }
+    rc = http_client_do(hc, req, resp, err, errlen);
+done:
+    if (own)
+        pthread_mutex_unlock(&kc->own_mu);
+    req->url = NULL;
+    req->bearer_token = NULL;
+    free(token);
+    buf_free(&url);
+    return rc;
+}
+
+/* -- Discovery -------------------------------------------------------------- */
+
+/* GETs a discovery document and parses it; NULL with err on failure. */
+static yajl_val
+get_json(struct kube_client *kc, const char *path, char *err, size_t errlen)
+{
+    struct http_req req = {0};
+    struct http_resp resp;
+    char perr[256];
+    yajl_val v = NULL;
+
+    req.max_body = DISCOVERY_MAX_BODY;
+    if (kube_do(kc, NULL, path, &req, &resp, err, errlen) < 0)
+        goto done;
+    if (resp.status != 200) {
+        seterr(err, errlen, "GET %s: HTTP %ld", path, resp.status);
+        goto done;
+    }
+    v = yajl_tree_parse(resp.body.data ? resp.body.data : "", perr,
+                        sizeof(perr));
+    if (!v) {
+        seterr(err, errlen, "GET %s: invalid JSON: %s", path, perr);
+        goto done;
+    }
+    if (!YAJL_IS_OBJECT(v)) {
+        seterr(err, errlen, "GET %s: not a JSON object", path);
+        yajl_tree_free(v);
+        v = NULL;
+    }
+done:
+    buf_free(&resp.body);
+    return v;
+}
+
+static const char *
+jstr(yajl_val obj, const char *key)
+{
+    const char *path[] = {key, NULL};
+    yajl_val v = yajl_tree_get(obj, path, yajl_t_string);
+    return v ? YAJL_GET_STRING(v) : NULL;
+}
+
+static yajl_val
+jget(yajl_val obj, const char *key, yajl_type t)
+{
+    const char *path[] = {key, NULL};
+    return yajl_tree_get(obj, path, t);
+}
+
+struct reslist {
+    struct kube_resource *v;
+    size_t n, cap;
+};
+
+static void
+res_clear(struct kube_resource *r)
+{
+    free(r->group);
+    free(r->version);
+    free(r->resource);
+    free(r->singular);
+    free(r->kind);
+}
+
+void
+kube_resources_free(struct kube_resource *r, size_t n)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < n; i++)
+        res_clear(&r[i]);
+    free(r);
+}
+
+/* Appends the resources of one APIResourceList document. */
+static int
+add_resources(struct reslist *l, yajl_val doc, const char *group,
+              const char *version, bool preferred)
+{
+    yajl_val arr = jget(doc, "resources", yajl_t_array);
+    if (!arr)
+        return 0;   /* a group-version with no resources is fine */
+    for (size_t i = 0; i < YAJL_GET_ARRAY(arr)->len; i++) {
+        yajl_val r = YAJL_GET_ARRAY(arr)->values[i];
+        const char *name = jstr(r, "name");
+        const char *kind = jstr(r, "kind");
+        const char *sing = jstr(r, "singularName");
+        if (!name || !*name || strchr(name, '/'))
+            continue;   /* subresource (pods/log) or garbage */
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 256;
+            struct kube_resource *nv = realloc(l->v, cap * sizeof(*nv));
+            if (!nv)
+                return -1;
+            l->v = nv;
+            l->cap = cap;
+        }
+        struct kube_resource *k = &l->v[l->n];
+        memset(k, 0, sizeof(*k));
+        k->group = strdup(group);
+        k->version = strdup(version);
+        k->resource = strdup(name);
+        k->kind = strdup(kind ? kind : "");
+        if (sing && *sing) {
+            k->singular = strdup(sing);
+        } else if ((k->singular = strdup(kind ? kind : ""))) {
+            for (char *p = k->singular; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        }
+        k->namespaced = YAJL_IS_TRUE(jget(r, "namespaced", yajl_t_true));
+        k->preferred = preferred;
+        if (!k->group || !k->version || !k->resource || !k->kind
+            || !k->singular) {
+            res_clear(k);
+            return -1;
+        }
+        l->n++;
+    }
+    return 0;
+}
+
+/* Fetches /api/<v> or /apis/<g>/<v> and appends it; failures are logged
+ * and skipped (an unavailable aggregated API must not stop discovery). */
+static int
+add_group_version(struct kube_client *kc, struct reslist *l, const char *group,
+                  const char *version, bool preferred)
+{
+    char path[1024], e[512];
+    if (*group)
+        snprintf(path, sizeof(path), "/apis/%s/%s", group, version);
+    else
+        snprintf(path, sizeof(path), "/api/%s", version);
+    yajl_val doc = get_json(kc, path, e, sizeof(e));
+    if (!doc) {
+        LOGW("discovery: skipping %s%s%s: %s", group, *group ? "/" : "",
+             version, e);
+        return 0;
+    }
+    int rc = add_resources(l, doc, group, version, preferred);
+    yajl_tree_free(doc);
+    return rc;
+}
+
+int
+kube_discover(struct kube_client *kc, struct kube_resource **out, size_t *n,
+              char *err, size_t errlen)
+{
+    struct reslist l = {0};
+    yajl_val api = NULL, apis = NULL;
+    char e[512];
+    int rc = -1;
+
+    *out = NULL;
+    *n = 0;
+    if (!(api = get_json(kc, "/api", e, sizeof(e)))) {
+        seterr(err, errlen, "unable to retrieve the complete list of server APIs: %s", e);
+        goto done;
+    }
+    if (!(apis = get_json(kc, "/apis", e, sizeof(e)))) {
+        seterr(err, errlen, "unable to retrieve the complete list of server APIs: %s", e);
+        goto done;
+    }
+    yajl_val vs = jget(api, "versions", yajl_t_array);
+    for (size_t i = 0; vs && i < YAJL_GET_ARRAY(vs)->len; i++) {
+        yajl_val v = YAJL_GET_ARRAY(vs)->values[i];
+        if (!YAJL_IS_STRING(v))
+            continue;
+        /* the core group's preferred version is the first one listed */
+        if (add_group_version(kc, &l, "", YAJL_GET_STRING(v), i == 0) < 0)
+            goto oom;
+    }
+    yajl_val groups = jget(apis, "groups", yajl_t_array);
+    for (size_t i = 0; groups && i < YAJL_GET_ARRAY(groups)->len; i++) {
+        yajl_val g = YAJL_GET_ARRAY(groups)->values[i];
+        const char *gname = jstr(g, "name");
+        const char *pathp[] = {"preferredVersion", "version", NULL};
+        yajl_val pv = yajl_tree_get(g, pathp, yajl_t_string);
+        const char *pref = pv ? YAJL_GET_STRING(pv) : NULL;
+        yajl_val gvs = jget(g, "versions", yajl_t_array);
+        if (!gname || !gvs)
+            continue;
+        for (size_t j = 0; j < YAJL_GET_ARRAY(gvs)->len; j++) {
+            const char *ver = jstr(YAJL_GET_ARRAY(gvs)->values[j], "version");
+            if (!ver)
+                continue;
+            bool preferred = pref ? !strcmp(pref, ver) : j == 0;
+            if (add_group_version(kc, &l, gname, ver, preferred) < 0)
+                goto oom;
+        }
+    }
+    *out = l.v;
+    *n = l.n;
+    l.v = NULL;
+    rc = 0;
+    goto done;
+oom:
+    seterr(err, errlen, "out of memory");
+done:
+    kube_resources_free(l.v, l.n);
+    yajl_tree_free(api);
+    yajl_tree_free(apis);
+    return rc;
+}
