@@ -874,12 +874,6 @@ intern(struct series_parse *sp, const unsigned char *s, size_t n)
     return t->slot[i];
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* Ends one series object: sorts and dedups its label names, then counts
  * it under its shape (interned pointers compare by identity). */
 static int
@@ -1289,7 +1283,8 @@ prom_series(struct prom_client *p, struct http_client *hc, const char *match,
     for (size_t i = 0; i < sp.shapes_cap; i++)
         if (sp.shapes[i].hash)
             res->v[res->n++] = sp.shapes[i].shape;
-    qsort(res->v, res->n, sizeof *res->v, cmp_shape);
+    if (res->n > 1)
+        qsort(res->v, res->n, sizeof *res->v, cmp_shape);
     res->total_series = sp.total;
     res->arena = sp.arena;
     sp.arena = NULL;
