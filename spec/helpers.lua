@@ -585,7 +585,7 @@ function Fake:requests(path)
     if not path then return all end
     local out = {}
     for _, r in ipairs(all) do
-        if r.api_path == path or r.path == path then out[#out + 1] = r end
+        if (r.api_path or r.path) == path then out[#out + 1] = r end
     end
     return out
 end
