@@ -1,0 +1,253 @@
+-- adapter.engine: the only module C calls (architecture.md, "Lua engine
+-- contract").  One engine per lua_State, i.e. per thread.
+--
+-- Provides: engine.new(tree, opts) -> eng | nil, errs, warns
+--           eng:has(kind), eng:series_queries(kind), eng:set_resources(list),
+--           eng:discover(kind, results) -> entries, problems,
+--           eng:render_custom(req) -> query, selector_json | nil, msg, status
+--           eng:render_external(req) -> query | nil, msg, status
+-- Rule indices (rule=i) are 1-based; messages name rules 0-based, as
+-- paths in the YAML ("rules[2]").
+-- Steps: each pipeline step is one function chosen ONCE in new():
+--   match_series(rule, series), metric_name(rule, series_name),
+--   resources_for_series(rule, series), render_query(rule, data).
+-- A later change lets user hooks replace them (hook(rule, x, default));
+-- the engine only ever calls self.steps.<name>.
+-- Uses: adapter.config, adapter.naming, adapter.resources, adapter.matchers.
+-- Never: raises to C for a bad config or request; errors are returned.
+
+local config = require "adapter.config"
+local naming = require "adapter.naming"
+local resources = require "adapter.resources"
+local matchers = require "adapter.matchers"
+
+local M = {}
+local Engine = {}
+Engine.__index = Engine
+
+-- Built-in defaults of the replaceable steps.
+local DEFAULT_STEPS = {
+    match_series = naming.match_series,
+    metric_name = naming.metric_name,
+    resources_for_series = function(rule, series)
+        return rule.cv:resources_for_series(series.labels or {})
+    end,
+    render_query = matchers.render_query,
+}
+M.DEFAULT_STEPS = DEFAULT_STEPS
+
+local KIND_LIST = { custom = "rules", external = "externalRules" }
+
+function M.new(tree, opts)
+    opts = opts or {}
+    local cfg, errs = config.decode(tree)
+    local warns = {}
+    if #errs == 0 then
+        local verrs
+        verrs, warns = config.validate(cfg)
+        errs = verrs
+    end
+    if #errs > 0 then return nil, errs, warns end
+    local self = setmetatable({ cfg = cfg, file = opts.file, steps = {} }, Engine)
+    for name, fn in pairs(DEFAULT_STEPS) do
+        assert(type(fn) == "function", name)
+        self.steps[name] = fn
+    end
+    -- A mapper with no resources until set_resources: templates still
+    -- work for label_for of known GRs only after it arrives.
+    self:set_resources({})
+    return self, {}, warns
+end
+
+function Engine:has(kind)
+    if kind == "resource" then return self.cfg.resourceRules ~= nil end
+    local list = self.cfg[KIND_LIST[kind] or ""]
+    return list ~= nil and #list > 0
+end
+
+function Engine:series_queries(kind)
+    local out, seen = {}, {}
+    for _, r in ipairs(self.cfg[KIND_LIST[kind]] or {}) do
+        if not seen[r.seriesQuery] then
+            seen[r.seriesQuery] = true
+            out[#out + 1] = r.seriesQuery
+        end
+    end
+    return out
+end
+
+-- Rebuilds the RESTMapper and every rule's converter.  Returns true, or
+-- nil and the first override that does not normalise (fatal at start-up,
+-- as in PA), with its path.  Conflicting overrides are logged (#21).
+function Engine:set_resources(list)
+    local mapper = resources.new_mapper(list)
+    local built = {}
+    local function build(kind, i, rule, res, path)
+        local cv, w = resources.new_converter(rule.c.label, res.overrides, mapper)
+        if not cv then
+            return nil, string.format("%s.resources.overrides: %s", path, w)
+        end
+        for _, msg in ipairs(w) do
+            self:log("warning", string.format("%s.resources.overrides: %s", path, msg))
+        end
+        built[#built + 1] = { rule, cv }
+        return true
+    end
+    local first_err
+    for _, kind in ipairs({ "rules", "externalRules" }) do
+        for i, rule in ipairs(self.cfg[kind]) do
+            local ok, err = build(kind, i, rule, rule.resources, string.format("%s[%d]", kind, i - 1))
+            if not ok and #list > 0 then first_err = first_err or err end
+        end
+    end
+    local rr = self.cfg.resourceRules
+    if rr then
+        for _, which in ipairs({ "cpu", "memory" }) do
+            local r = rr[which]
+            local ok, err = build("resourceRules", 0, r, r.resources, "resourceRules." .. which)
+            if not ok and #list > 0 then first_err = first_err or err end
+        end
+    end
+    if first_err then return nil, first_err end
+    self.mapper = mapper
+    for _, b in ipairs(built) do b[1].cv = b[2] end
+    return true
+end
+
+function Engine:log(level, msg)
+    local ok, core = pcall(require, "adapter.core")
+    if ok and core.log then core.log(level, msg) end
+end
+
+local function key_less(a, b)
+    if a.resource ~= b.resource then return a.resource < b.resource end
+    if a.group ~= b.group then return a.group < b.group end
+    if a.namespaced ~= b.namespaced then return not a.namespaced end
+    return a.metric < b.metric
+end
+
+-- results[seriesQuery] = { shapes = {...} } | { error = "..." }
+function Engine:discover(kind, results)
+    local list = self.cfg[KIND_LIST[kind]] or {}
+    local prefix = KIND_LIST[kind] or kind
+    local problems = {}
+    local reg, owner = {}, {}
+    local steps = self.steps
+    for i, rule in ipairs(list) do
+        local rname = string.format("%s[%d]", prefix, i - 1)
+        local res = results[rule.seriesQuery]
+        if not rule.cv then
+            problems[#problems + 1] = { rule = i, level = "error",
+                msg = rname .. ": resources not discovered yet" }
+        elseif res == nil or res.error then
+            problems[#problems + 1] = { rule = i, level = "error",
+                msg = string.format("%s: unable to fetch metrics for query %q: %s", rname,
+                    rule.seriesQuery, res and res.error or "no result") }
+        else
+            local empty_warned = false
+            for _, shape in ipairs(res.shapes or {}) do
+                local ok, keep = pcall(steps.match_series, rule, shape)
+                if not ok then
+                    problems[#problems + 1] = { rule = i, level = "error",
+                        msg = rname .. ": match_series: " .. tostring(keep) }
+                    break
+                end
+                if keep then
+                    local name, nerr = steps.metric_name(rule, shape.name)
+                    if not name then
+                        self:log(9, rname .. ": " .. tostring(nerr))
+                    elseif name == "" then
+                        if not empty_warned then
+                            empty_warned = true
+                            problems[#problems + 1] = { rule = i, level = "warning",
+                                msg = string.format("%s: series %q gives an empty metric name; "
+                                    .. "skipped", rname, shape.name) }
+                        end
+                    elseif kind == "external" then
+                        local prev = reg[name]
+                        if prev and prev.rule ~= i then
+                            problems[#problems + 1] = { rule = i, level = "warning",
+                                msg = string.format("%s: external metric %q also defined by "
+                                    .. "%s[%d]; the later rule wins", rname, name, prefix,
+                                    prev.rule - 1) }
+                        end
+                        reg[name] = { metric = name, series = shape.name, rule = i }
+                    else
+                        local grs = steps.resources_for_series(rule, shape) or {}
+                        for _, gr in ipairs(grs) do
+                            local info = self.mapper:info(gr)
+                            local label = rule.cv:label_for(gr)
+                            if info and label then
+                                local e = { metric = name, resource = gr.resource,
+                                    group = gr.group, namespaced = info.namespaced and true or false,
+                                    series = shape.name, rule = i, resource_label = label,
+                                    kind = info.kind, version = info.version }
+                                if e.namespaced then
+                                    e.namespace_label = rule.cv:label_for(
+                                        { group = "", resource = "namespaces" })
+                                end
+                                local key = table.concat({ e.resource, e.group,
+                                    tostring(e.namespaced), name }, "\0")
+                                local prev = reg[key]
+                                if prev and prev.rule ~= i and not owner[key .. i] then
+                                    problems[#problems + 1] = { rule = i, level = "warning",
+                                        msg = string.format("%s: metric %q for %s also defined "
+                                            .. "by %s[%d]; the later rule wins", rname, name,
+                                            resources.gr_string(gr), prefix, prev.rule - 1) }
+                                end
+                                owner[key .. i] = true
+                                reg[key] = e
+                            end
+                        end
+                    end
+                end
+            end
+        end
+    end
+    local entries = {}
+    for _, e in pairs(reg) do entries[#entries + 1] = e end
+    if kind == "external" then
+        table.sort(entries, function(a, b) return a.metric < b.metric end)
+    else
+        table.sort(entries, key_less)
+    end
+    return entries, problems
+end
+
+local function rule_of(self, kind, i)
+    local list = self.cfg[KIND_LIST[kind]]
+    return list and list[i]
+end
+
+function Engine:render_custom(req)
+    local rule = rule_of(self, "custom", req.rule)
+    if not rule then return nil, "no such rule " .. tostring(req.rule), 500 end
+    local rname = string.format("rules[%d]", req.rule - 1)
+    if not rule.cv then return nil, rname .. ": resources not discovered yet", 500 end
+    local data, err, status = matchers.custom_args(req, rule.cv)
+    if not data then
+        if status == 500 then err = rname .. ": " .. err end
+        return nil, err, status
+    end
+    local reqs = err
+    local q, qerr = self.steps.render_query(rule, data)
+    if not q then return nil, rname .. ": " .. tostring(qerr), 500 end
+    return q, matchers.selector_json(reqs)
+end
+
+function Engine:render_external(req)
+    local rule = rule_of(self, "external", req.rule)
+    if not rule then return nil, "no such rule " .. tostring(req.rule), 500 end
+    local rname = string.format("externalRules[%d]", req.rule - 1)
+    if not rule.cv then return nil, rname .. ": resources not discovered yet", 500 end
+    local data, err, status = matchers.external_args(req, rule.cv, rule.resources.namespaced)
+    if not data then
+        if status == 500 then err = rname .. ": " .. err end
+        return nil, err, status
+    end
+    local q, qerr = self.steps.render_query(rule, data)
+    if not q then return nil, rname .. ": " .. tostring(qerr), 500 end
+    return q
+end
+
+return M
