@@ -20,7 +20,9 @@
 #include <time.h>
 #include <yajl/yajl_tree.h>
 
-#define PAGE_LIMIT 500
+#ifndef PAGE_LIMIT
+#define PAGE_LIMIT 500   /* what client-go reflectors ask for */
+#endif
 #define WATCH_TIMEOUT_S 300
 #define PUBLISH_MIN_MS 100
 #define BACKOFF_MAX_MS 30000
