@@ -25,12 +25,16 @@
 #define DEFAULT_CONNECT_MS 10000L
 
 struct http_client {
+    CURLM *m;    /* owns the connection cache; drives h so that a
+                  * cancellation is noticed within CANCEL_POLL_MS */
     CURL *h;
     char errbuf[CURL_ERROR_SIZE];
 };
 
+#define CANCEL_POLL_MS 100
+
 /* Per-call state shared with the libcurl callbacks (lives on the stack of
- * http_client_do; borrowed by curl for the duration of curl_easy_perform). */
+ * http_client_do; borrowed by curl for the duration of the transfer). */
 struct xfer {
     const struct http_req *req;
     struct http_resp *resp;
@@ -56,9 +60,10 @@ http_client_new(char *err, size_t errlen)
         return NULL;
     }
     c->h = curl_easy_init();
-    if (!c->h) {
-        snprintf(err, errlen, "curl_easy_init failed");
-        free(c);
+    c->m = curl_multi_init();
+    if (!c->h || !c->m) {
+        snprintf(err, errlen, "curl initialisation failed");
+        http_client_free(c);
         return NULL;
     }
     return c;
@@ -69,7 +74,10 @@ http_client_free(struct http_client *c)
 {
     if (!c)
         return;
-    curl_easy_cleanup(c->h);
+    if (c->h)
+        curl_easy_cleanup(c->h);
+    if (c->m)
+        curl_multi_cleanup(c->m);
     free(c);
 }
 
@@ -148,7 +156,7 @@ apply_server_name(CURL *h, const char *url, const char *server_name,
 {
     int rc = -1;
     CURLU *u = curl_url();
-    char *host = NULL, *port = NULL;
+    char *host = NULL, *port = NULL, *explicit_port = NULL;
     char line[1024];
 
     if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
@@ -166,7 +174,12 @@ apply_server_name(CURL *h, const char *url, const char *server_name,
         goto toolong;
     if (append_header(connect_to, line) != 0)
         goto oom;
-    if (snprintf(line, sizeof line, "Host: %s", host) >= (int)sizeof line)
+    /* Host as Go sends it: the URL's host, with the port only if given */
+    if (curl_url_get(u, CURLUPART_PORT, &explicit_port, 0) != CURLUE_OK)
+        explicit_port = NULL;
+    if (snprintf(line, sizeof line, "Host: %s%s%s", host,
+                 explicit_port ? ":" : "", explicit_port ? explicit_port : "")
+        >= (int)sizeof line)
         goto toolong;
     if (append_header(headers, line) != 0)
         goto oom;
@@ -186,6 +199,7 @@ oom:
 fail:
     curl_free(host);
     curl_free(port);
+    curl_free(explicit_port);
     curl_url_cleanup(u);
     return rc;
 }
@@ -233,6 +247,42 @@ set_tls(CURL *h, const struct http_tls *tls)
         curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     else if (tls->min_tls == 13)
         curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+}
+
+/* Runs the transfer on the client's multi handle, waking at least every
+ * CANCEL_POLL_MS to poll req->cancelled (the progress callback alone may be
+ * called only once a second while the peer is silent). */
+static CURLcode
+perform(struct http_client *c, struct xfer *x)
+{
+    CURLcode cc = CURLE_OK;
+    CURLMsg *msg;
+    int running = 1, left;
+
+    if (curl_multi_add_handle(c->m, c->h) != CURLM_OK)
+        return CURLE_FAILED_INIT;
+    while (running) {
+        if (curl_multi_perform(c->m, &running) != CURLM_OK) {
+            cc = CURLE_FAILED_INIT;
+            break;
+        }
+        if (!running)
+            break;
+        if (x->req->cancelled && x->req->cancelled(x->req->ctx)) {
+            x->cancelled = 1;
+            cc = CURLE_ABORTED_BY_CALLBACK;
+            break;
+        }
+        if (curl_multi_poll(c->m, NULL, 0, CANCEL_POLL_MS, NULL) != CURLM_OK) {
+            cc = CURLE_FAILED_INIT;
+            break;
+        }
+    }
+    while ((msg = curl_multi_info_read(c->m, &left)) != NULL)
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == c->h)
+            cc = msg->data.result;
+    curl_multi_remove_handle(c->m, c->h);
+    return cc;
 }
 
 int
@@ -334,7 +384,7 @@ http_client_do(struct http_client *c, const struct http_req *req,
     curl_easy_setopt(h, CURLOPT_URL, url2 ? url2 : req->url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
 
-    cc = curl_easy_perform(h);
+    cc = perform(c, &x);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
     curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &resp->total_seconds);
     {
