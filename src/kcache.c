@@ -122,15 +122,29 @@ store_find(const struct store *s, const char *ns, const char *name, size_t *at)
     return 0;
 }
 
-/* Takes ownership of o (freed on failure). */
+static bool
+same_labels(const struct wobj *a, const struct wobj *b)
+{
+    if (a->nl != b->nl)
+        return false;
+    for (size_t i = 0; i < a->nl; i++)
+        if (strcmp(a->keys[i], b->keys[i]) || strcmp(a->vals[i], b->vals[i]))
+            return false;
+    return true;
+}
+
+/* Takes ownership of o (freed on failure). Returns 1 when the store
+ * changed, 0 when an identical object was already there (most MODIFIED
+ * events only touch status: no snapshot rebuild for those), -1 on OOM. */
 static int
 store_put(struct store *s, struct wobj *o)
 {
     size_t at;
     if (store_find(s, o->ns, o->name, &at)) {
+        bool same = same_labels(s->v[at], o);
         wobj_free(s->v[at]);
         s->v[at] = o;
-        return 0;
+        return same ? 0 : 1;
     }
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 64;
@@ -145,7 +159,7 @@ store_put(struct store *s, struct wobj *o)
     memmove(&s->v[at + 1], &s->v[at], (s->n - at) * sizeof(*s->v));
     s->v[at] = o;
     s->n++;
-    return 0;
+    return 1;
 }
 
 static void
@@ -581,14 +595,15 @@ watch_event(struct wctx *w, const char *text)
     bool added = !strcmp(type, "ADDED") || !strcmp(type, "MODIFIED");
     if (added) {
         bool oom;
+        int changed = 0;
         struct wobj *o = wobj_from_json(obj, &oom);
-        if (oom || (o && store_put(&c->st, o) < 0)) {
+        if (oom || (o && (changed = store_put(&c->st, o)) < 0)) {
             seterr(w->err, sizeof(w->err), "out of memory");
             w->relist = true;
             rc = -1;
             goto done;
         }
-        c->dirty = c->dirty || o;
+        c->dirty = c->dirty || changed > 0;
     } else if (!strcmp(type, "DELETED")) {
         const char *ns = jstr2(obj, "metadata", "namespace");
         const char *name = jstr2(obj, "metadata", "name");
