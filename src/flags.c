@@ -78,9 +78,9 @@ static const struct opt opts[] = {
       "kubeconfig file pointing at the 'core' kubernetes server with enough rights to list any described objects"),
     O("discovery-interval", T_DURATION, "0s", discovery_interval_ms, S_IMPL,
       "Interval at which to refresh API discovery information (0s: every 10m)"),
-    O("client-qps", T_FLOAT, "5", client_qps, S_LATER,
+    O("client-qps", T_FLOAT, "5", client_qps, S_IMPL,
       "Rate limit for the Kubernetes client (queries per second)"),
-    O("client-burst", T_INT, "10", client_burst, S_LATER,
+    O("client-burst", T_INT, "10", client_burst, S_IMPL,
       "Burst for the Kubernetes client rate limit"),
     /* secure serving */
     O("bind-address", T_IP, "0.0.0.0", bind_address, S_IMPL,

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
 #include <yaml.h>
@@ -455,6 +456,10 @@ struct kube_client {
     char *token;                 /* cached token-file content */
     struct timespec token_mtime;
     off_t token_size;
+    double qps;                  /* token bucket; qps <= 0: unlimited */
+    double burst;
+    double tokens;
+    double last_refill;          /* monotonic seconds */
     struct http_client *own;     /* for callers without a client */
     pthread_mutex_t own_mu;      /* serialises use of `own` */
     unsigned long requests;
@@ -511,6 +516,51 @@ kube_request_count(const struct kube_client *kc)
     n = kc->requests;
     pthread_mutex_unlock((pthread_mutex_t *)&kc->mu);
     return n;
+}
+
+static double
+mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void
+kube_client_set_rate_limit(struct kube_client *kc, double qps, int burst)
+{
+    pthread_mutex_lock(&kc->mu);
+    kc->qps = qps;
+    kc->burst = burst > 0 ? burst : 1;
+    kc->tokens = kc->burst;
+    kc->last_refill = mono_s();
+    pthread_mutex_unlock(&kc->mu);
+}
+
+/* Takes a token, sleeping (outside the lock) until it is due. Reserving
+ * by letting the bucket go negative keeps callers in arrival order. */
+static void
+rate_wait(struct kube_client *kc)
+{
+    double wait = 0;
+    pthread_mutex_lock(&kc->mu);
+    if (kc->qps > 0) {
+        double now = mono_s();
+        kc->tokens += (now - kc->last_refill) * kc->qps;
+        if (kc->tokens > kc->burst)
+            kc->tokens = kc->burst;
+        kc->last_refill = now;
+        kc->tokens -= 1;
+        if (kc->tokens < 0)
+            wait = -kc->tokens / kc->qps;
+    }
+    pthread_mutex_unlock(&kc->mu);
+    if (wait > 0) {
+        struct timespec ts = {(time_t)wait,
+                              (long)((wait - (double)(time_t)wait) * 1e9)};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
 }
 
 /* Current token (copy for the caller), re-reading the token file when its
@@ -583,6 +633,7 @@ kube_do(struct kube_client *kc, struct http_client *hc, const char *path,
     pthread_mutex_lock(&kc->mu);
     kc->requests++;
     pthread_mutex_unlock(&kc->mu);
+    rate_wait(kc);
 
     if (!hc) {
         pthread_mutex_lock(&kc->own_mu);

@@ -63,6 +63,11 @@ struct kube_client;
 struct kube_client *kube_client_new(struct kube_config *cfg, long timeout_ms,
                                     char *err, size_t errlen);
 void kube_client_free(struct kube_client *kc);
+/* Client-side rate limit as client-go's token bucket (--client-qps,
+ * --client-burst): every kube_do (watches included) takes one token and
+ * waits for it. qps <= 0 disables the limit (the default). Call before the
+ * client is shared. */
+void kube_client_set_rate_limit(struct kube_client *kc, double qps, int burst);
 const struct kube_config *kube_client_config(const struct kube_client *kc);
 long kube_client_timeout_ms(const struct kube_client *kc);
 
