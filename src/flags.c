@@ -969,3 +969,124 @@ flags_warn_unimplemented(const struct options *o)
                  op->name);
     }
 }
+
+/* -- Effective values ------------------------------------------------------- */
+
+void
+flags_format_duration(int64_t ms, char *out, size_t outlen)
+{
+    /* Go: "0s"; under a second "Nms" (or fractional); else h/m/s with the
+     * seconds part carrying any fraction ("1.5s", "1h0m0s"). */
+    bool neg = ms < 0;
+    uint64_t u = neg ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+    char frac[8] = "";
+    if (u == 0) {
+        snprintf(out, outlen, "0s");
+        return;
+    }
+    if (u < 1000) {
+        snprintf(out, outlen, "%s%llums", neg ? "-" : "",
+                 (unsigned long long)u);
+        return;
+    }
+    uint64_t h = u / 3600000, m = u / 60000 % 60, sec = u / 1000 % 60;
+    unsigned msr = (unsigned)(u % 1000);
+    if (msr) {
+        snprintf(frac, sizeof(frac), ".%03u", msr);
+        for (size_t n = strlen(frac); frac[n - 1] == '0'; n--)
+            frac[n - 1] = '\0';
+    }
+    if (h)
+        snprintf(out, outlen, "%s%lluh%llum%llu%ss", neg ? "-" : "",
+                 (unsigned long long)h, (unsigned long long)m,
+                 (unsigned long long)sec, frac);
+    else if (m)
+        snprintf(out, outlen, "%s%llum%llu%ss", neg ? "-" : "",
+                 (unsigned long long)m, (unsigned long long)sec, frac);
+    else
+        snprintf(out, outlen, "%s%llu%ss", neg ? "-" : "",
+                 (unsigned long long)sec, frac);
+}
+
+/* pflag's Value.String() of one field into out. */
+static void
+format_value(const struct options *o, const struct opt *op, char *out,
+             size_t outlen)
+{
+    const void *f = (const char *)o + op->off;
+    size_t used = 0;
+    switch (op->type) {
+    case T_BOOL:
+        snprintf(out, outlen, "%s", *(const bool *)f ? "true" : "false");
+        return;
+    case T_INT:
+    case T_LEVEL:
+        snprintf(out, outlen, "%d", *(const int *)f);
+        return;
+    case T_INT64:
+        snprintf(out, outlen, "%lld", (long long)*(const int64_t *)f);
+        return;
+    case T_FLOAT: {
+        /* strconv.FormatFloat(v, 'g', -1, 64): shortest digits that
+         * round-trip; exponent form when exp < -4 || exp >= 6 (Go uses 6
+         * as the precision for that decision in shortest mode). */
+        double v = *(const double *)f;
+        char t[64];
+        int p = 1;
+        for (; p <= 17; p++) {
+            snprintf(t, sizeof(t), "%.*e", p - 1, v);
+            if (strtod(t, NULL) == v)
+                break;
+        }
+        const char *e = strchr(t, 'e');
+        int exp = e ? atoi(e + 1) : 0;
+        if (!isfinite(v) || exp < -4 || exp >= 6) {
+            if (isnan(v))
+                snprintf(out, outlen, "NaN");
+            else if (isinf(v))
+                snprintf(out, outlen, v > 0 ? "+Inf" : "-Inf");
+            else
+                snprintf(out, outlen, "%s", t);
+        } else {
+            int dec = p - 1 - exp;
+            snprintf(out, outlen, "%.*f", dec > 0 ? dec : 0, v);
+        }
+        return;
+    }
+    case T_DURATION:
+        flags_format_duration(*(const int64_t *)f, out, outlen);
+        return;
+    case T_STRING:
+    case T_IP:
+        snprintf(out, outlen, "%s", *(char *const *)f ? *(char *const *)f
+                                                       : "");
+        return;
+    case T_SLICE:
+    case T_ARRAY:
+    case T_CERTKEY: {
+        const struct strv *l = f;
+        used += (size_t)snprintf(out, outlen, "[");
+        for (size_t i = 0; i < l->n && used < outlen; i++)
+            used += (size_t)snprintf(out + used, outlen - used, "%s%s",
+                                     i ? "," : "", l->v[i]);
+        if (used < outlen)
+            snprintf(out + used, outlen - used, "]");
+        return;
+    }
+    }
+}
+
+void
+flags_log(const struct options *o)
+{
+    if (log_verbosity() < 1)
+        return;
+    for (size_t i = 0; i < NOPTS; i++) {
+        char val[2048], q[2100];
+        if (opts[i].deprecated)
+            continue;
+        format_value(o, &opts[i], val, sizeof(val));
+        goq(q, sizeof(q), val);
+        LOGI("FLAG: --%s=%s", opts[i].name, q);
+    }
+}

@@ -154,6 +154,14 @@ bool flags_was_set(const struct options *o, const char *name);
  * than its default whose feature is not implemented (yet). */
 void flags_warn_unimplemented(const struct options *o);
 
+/* Logs every flag's effective value at --v >= 1 as "FLAG: --name=\"value\""
+ * (component-base's PrintFlags), values in pflag's text form. */
+void flags_log(const struct options *o);
+
+/* Go time.Duration.String() of a millisecond count ("1m30s", "500ms",
+ * "0s", "1h0m0s") into out. */
+void flags_format_duration(int64_t ms, char *out, size_t outlen);
+
 /* Go time.ParseDuration into milliseconds (truncated toward zero); the
  * message is Go's ("time: invalid duration \"x\""). Exposed for reuse. */
 int flags_parse_duration(const char *s, int64_t *ms, char *err, size_t errlen);
