@@ -91,7 +91,7 @@ check_pair(const char *cert_pem, const char *key_pem, const char *what,
     BIO *kb = BIO_new_mem_buf(key_pem, -1);
     X509 *x = NULL;
     EVP_PKEY *k = NULL;
-    char msg[512];
+    char msg[4400];   /* "what" is at most 4200 bytes */
     int rc = -1;
 
     if (cb == NULL || kb == NULL) {
