@@ -367,7 +367,10 @@ http_client_do(struct http_client *c, const struct http_req *req,
         if (append_header(&headers, auth) != 0)
             goto oom;
     }
-    if (req->basic_user && !has_header(req->headers, "Authorization")) {
+    /* A bearer token beats basic credentials; callers pass one or the
+     * other (prom.c decides the precedence). */
+    if (req->basic_user && !has_header(req->headers, "Authorization") &&
+        !auth) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, req->basic_user);
         curl_easy_setopt(h, CURLOPT_PASSWORD,

@@ -214,7 +214,8 @@ struct prom_client {
     char *origin;           /* "scheme://host[:port]" (no user-info) */
     char *base_path;        /* raw path of --prometheus-url, may be "" */
     char *base_query;       /* raw query of --prometheus-url, or NULL */
-    char *basic_user, *basic_pass;
+    char *basic_user, *basic_pass;  /* from the URL's user-info */
+    char *auth_user, *auth_pass;    /* from the kubeconfig */
     bool post;
     char **headers;         /* "Name: value" (or "Name;" for empty), NULL-terminated */
     size_t nheaders;
@@ -515,11 +516,9 @@ prom_client_new(const struct prom_options *o, char *err, size_t errlen)
     }
     p->auth_token = dup_or_null(o->auth_token, &fail);
     if (o->auth_basic_user) {
-        free(p->basic_user);
-        free(p->basic_pass);
-        p->basic_user = dup_or_null(o->auth_basic_user, &fail);
-        p->basic_pass = dup_or_null(o->auth_basic_pass ? o->auth_basic_pass
-                                                       : "", &fail);
+        p->auth_user = dup_or_null(o->auth_basic_user, &fail);
+        p->auth_pass = dup_or_null(o->auth_basic_pass ? o->auth_basic_pass
+                                                      : "", &fail);
     }
     if (o->tls) {
         p->has_tls = true;
@@ -557,6 +556,8 @@ prom_client_free(struct prom_client *p)
     free(p->base_query);
     free(p->basic_user);
     free(p->basic_pass);
+    free(p->auth_user);
+    free(p->auth_pass);
     for (size_t i = 0; i < p->nheaders; i++)
         free(p->headers[i]);
     free(p->headers);
@@ -749,9 +750,16 @@ do_call(struct prom_client *p, struct http_client *hc, const char *endpoint,
     req.max_body = max_body;
     req.on_data = on_data;
     req.ctx = ctx;
-    req.basic_user = p->basic_user;
-    req.basic_pass = p->basic_pass;
-    if (!p->has_auth_header) {
+    /* Authorization, first match wins, as Go's layering gives it: an
+     * explicit --prometheus-header; the URL's user-info (set by
+     * http.Client before any round tripper); --prometheus-token-file; the
+     * kubeconfig's token, token file or basic credentials. */
+    if (p->has_auth_header) {
+        /* nothing to add */
+    } else if (p->basic_user) {
+        req.basic_user = p->basic_user;
+        req.basic_pass = p->basic_pass;
+    } else {
         if (p->has_token_file)
             token = token_src_get(&p->token_file);
         if ((!token || !*token) && p->has_auth_token_file) {
@@ -759,6 +767,10 @@ do_call(struct prom_client *p, struct http_client *hc, const char *endpoint,
             token = token_src_get(&p->auth_token_file);
         }
         req.bearer_token = token && *token ? token : p->auth_token;
+        if (!req.bearer_token || !*req.bearer_token) {
+            req.basic_user = p->auth_user;
+            req.basic_pass = p->auth_pass;
+        }
     }
     if (w.body)
         LOGV(6, "%s %s body=%s", w.method, w.url, w.body);

@@ -23,11 +23,12 @@ struct prom_options {
                                     * NULL-terminated, or NULL */
     const char *token_file;        /* --prometheus-token-file, or NULL */
     /* Credentials from --prometheus-auth-config / -incluster (optional):
-     * a static bearer token, or a token file re-read when it changes. The
-     * token file above, then an explicit Authorization header, win. */
+     * a static bearer token, or a token file re-read when it changes.
+     * Authorization precedence: an explicit --prometheus-header, then
+     * user-info in the URL (Basic), then token_file, then these. */
     const char *auth_token;
     const char *auth_token_file;
-    const char *auth_basic_user;   /* overrides user-info in the URL */
+    const char *auth_basic_user;   /* kubeconfig username/password */
     const char *auth_basic_pass;
     const struct http_tls *tls;    /* copied (strings duplicated); NULL: defaults */
     long timeout_ms;               /* whole-call timeout; 0 = 30000 */
