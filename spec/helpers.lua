@@ -599,7 +599,9 @@ local function start_fake(script, tag, opts)
     local dir = helpers.tmpdir(tag)
     local args = { "luajit", helpers.shq(helpers.root() .. "/spec/fixtures/" .. script),
         "--port", "0" }
-    if opts.state then
+    if opts.state_file then
+        args[#args + 1] = "--state-file"; args[#args + 1] = helpers.shq(opts.state_file)
+    elseif opts.state then
         local f = dir .. "/state.json"
         helpers.write_file(f, type(opts.state) == "string" and opts.state or cjson.encode(opts.state))
         args[#args + 1] = "--state-file"; args[#args + 1] = helpers.shq(f)
@@ -624,12 +626,14 @@ local function start_fake(script, tag, opts)
 end
 
 -- Start spec/fixtures/fake_prometheus.lua. opts: prefix ("/prom"), state
--- (table or JSON text: initial script, see the fake), args.
+-- (table or JSON text: initial script, see the fake) or state_file (path of
+-- such a JSON file, e.g. spec/fixtures/prometheus/custom_metrics.json), args.
 function helpers.start_prometheus(opts)
     return start_fake("fake_prometheus.lua", "prom", opts)
 end
 
--- Start spec/fixtures/fake_kube.lua. opts: state, discovery (file), args.
+-- Start spec/fixtures/fake_kube.lua. opts: state or state_file (JSON
+-- {objects = [...]}, e.g. spec/fixtures/kube/objects.json), discovery (file), args.
 function helpers.start_kube(opts)
     opts = opts or {}
     if opts.discovery then
@@ -699,7 +703,9 @@ function Adapter:get(path, headers, opts)
     seq = seq + 1
     local hfile = string.format("%s/h%d", self.dir, seq)
     local bfile = string.format("%s/b%d", self.dir, seq)
-    local cmd = { "curl -sk", "--max-time", tostring(opts.max_time or helpers.scale(30)),
+    -- a neutral User-Agent: Go pretty-prints for "curl/..." agents (§4.6)
+    local cmd = { "curl -sk", "-A", helpers.shq(opts.user_agent or "promlua-spec/1.0"),
+        "--max-time", tostring(opts.max_time or helpers.scale(30)),
         "-o", helpers.shq(bfile), "-D", helpers.shq(hfile), "-w '%{http_code}'" }
     if opts.method then cmd[#cmd + 1] = "-X " .. helpers.shq(opts.method) end
     for k, v in pairs(headers or {}) do
@@ -743,8 +749,9 @@ local function adapter_args(opts, dir)
     return args
 end
 
--- helpers.start_adapter{ config = yaml_text, prometheus = fake, kube = fake,
---   relist = "1s", args = {...}, ready_timeout = s, env = {K = V} }
+-- helpers.start_adapter{ config = yaml_text | config_file = path,
+--   prometheus = fake, kube = fake, relist = "1s", args = {...},
+--   ready_timeout = s, env = {K = V}, port = n }
 -- Starts the binary on a free port and waits until /readyz answers 200.
 -- Raises (with the adapter's stderr) when it exits or never gets ready.
 function helpers.start_adapter(opts)
@@ -765,6 +772,9 @@ function helpers.start_adapter(opts)
         args[#args + 1] = "--prometheus-url=" .. opts.prometheus:url()
     end
     for _, a in ipairs(adapter_args(opts, dir)) do args[#args + 1] = a end
+    -- ADAPTER_EXTRA_ARGS: whitespace-separated flags added to every start
+    -- (e.g. auth settings while the wiring settles), without editing specs.
+    for a in (os.getenv("ADAPTER_EXTRA_ARGS") or ""):gmatch("%S+") do args[#args + 1] = a end
     local words = {}
     for k, v in pairs(opts.env or {}) do words[#words + 1] = k .. "=" .. helpers.shq(v) end
     words[#words + 1] = helpers.shq(helpers.adapter_bin())
