@@ -426,7 +426,8 @@ invalid:
 /* strconv.ParseInt(s, 0, bits): optional sign, then 0x/0o/0b/0 prefixes
  * select the base; strtoull alone would accept spaces and "0x". */
 static int
-parse_int(const char *s, int bits, long long *out, char *err, size_t errlen)
+parse_int(const char *s, int bits, bool base10, long long *out, char *err,
+          size_t errlen)
 {
     char q[256];
     const char *p = s;
@@ -437,7 +438,9 @@ parse_int(const char *s, int bits, long long *out, char *err, size_t errlen)
     goq(q, sizeof(q), s);
     if (*p == '+' || *p == '-')
         neg = *p++ == '-';
-    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+    if (base10) {
+        /* strconv.ParseInt(s, 10, bits): digits only */
+    } else if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
         base = 16;
         p += 2;
     } else if (p[0] == '0' && (p[1] == 'o' || p[1] == 'O')) {
@@ -593,7 +596,9 @@ set_value(struct options *o, const struct opt *op, const char *val, bool first,
         return parse_bool(val, (bool *)f, err, errlen);
     case T_INT:
     case T_LEVEL:
-        if (parse_int(val, 64, &iv, err, errlen) < 0)
+        /* klog's Level is strconv.ParseInt(v, 10, 32): no base prefixes */
+        if (parse_int(val, op->type == T_LEVEL ? 32 : 64, op->type == T_LEVEL,
+                      &iv, err, errlen) < 0)
             return -1;
         if (iv > 2147483647LL || iv < -2147483648LL) {
             char q[256];
@@ -605,7 +610,7 @@ set_value(struct options *o, const struct opt *op, const char *val, bool first,
         *(int *)f = (int)iv;
         return 0;
     case T_INT64:
-        if (parse_int(val, 64, &iv, err, errlen) < 0)
+        if (parse_int(val, 64, false, &iv, err, errlen) < 0)
             return -1;
         *(int64_t *)f = iv;
         return 0;
@@ -668,22 +673,21 @@ set_value(struct options *o, const struct opt *op, const char *val, bool first,
         strv_clear(&add);
         return 0;
     }
-    case T_CERTKEY:
-        /* k8s NamedCertKey.Set: "cert,key[:name,...]" */
-        if (*val) {
-            const char *colon = strchr(val, ':');
-            size_t pre = colon ? (size_t)(colon - val) : strlen(val);
-            const char *comma = memchr(val, ',', pre);
-            if (!comma || comma == val || comma + 1 == val + pre) {
-                seterr(err, errlen,
-                       "expected comma separated certificate and key file paths");
-                return -1;
-            }
+    case T_CERTKEY: {
+        /* k8s NamedCertKey.Set: "cert,key[:names]", exactly one comma
+         * before the colon */
+        const char *colon = strchr(val, ':');
+        size_t pre = colon ? (size_t)(colon - val) : strlen(val);
+        const char *comma = memchr(val, ',', pre);
+        if (!comma || memchr(comma + 1, ',', pre - (size_t)(comma - val) - 1)) {
+            seterr(err, errlen,
+                   "expected comma separated certificate and key file paths");
+            return -1;
         }
+    }
         /* fall through */
     case T_ARRAY:
-        if (!*val && !first)
-            return 0;
+        /* pflag stringArray: every occurrence appends, even "" */
         if (strv_push((struct strv *)f, val, strlen(val)) < 0)
             goto oom;
         return 0;
