@@ -1,0 +1,72 @@
+/* api.h: the HTTP API of the adapter: routing, discovery documents, health
+ * endpoints, and the per-thread state of the request handlers.
+ * Uses: server (request/response), cache (registry snapshots), engine (one
+ * per pool thread, for rendering), prom and kcache (through custom.c).
+ * Never writes to the cache or the engine's config: data flows one way. */
+#ifndef ADAPTER_API_H
+#define ADAPTER_API_H
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "buf.h"
+#include "cache.h"
+#include "server.h"
+
+struct engine;
+struct http_client;
+struct prom_client;
+struct kcache_set;
+struct relist;
+struct jsonw;
+
+struct api {
+    struct cache *cache;              /* borrowed */
+    struct relist *relist;            /* borrowed; poked on mapper misses */
+    struct prom_client *prom;         /* borrowed */
+    struct kcache_set *kcache;        /* borrowed */
+    const char *config_text;          /* borrowed: each thread builds its */
+    size_t config_len;                /* own engine from this text */
+    const char *config_file;
+    const char *lua_dir;
+    bool has_custom, has_external, has_resource;
+    int64_t request_timeout_ms;       /* --request-timeout */
+    int64_t prom_timeout_ms;          /* --prometheus-timeout */
+    int secure_port;
+    atomic_bool shutting_down;        /* readyz fails once set */
+};
+
+/* State of one server pool thread (server_config.thread_init). */
+struct api_thread {
+    struct engine *engine;            /* NULL if it could not be built */
+    struct http_client *http;
+};
+
+void *api_thread_init(void *api);
+void api_thread_fini(void *api, void *thread);
+void api_handle(void *api, const struct server_request *req,
+                struct server_response *resp);
+
+/* -- Shared by the API handlers (api.c, custom.c) -- */
+
+struct api_call {                     /* one request being answered */
+    struct api *api;
+    struct api_thread *thread;
+    const struct server_request *req;
+    struct server_response *resp;
+    struct cache_snap *snap;          /* acquired for the whole request */
+    bool pretty;
+    int64_t timeout_ms;               /* this request's deadline */
+};
+
+/* Finishes w into resp as a 200 (or status) JSON answer; frees w. */
+void api_send_json(struct api_call *c, int status, struct jsonw *w);
+/* Milliseconds left before the request's deadline. */
+int64_t api_remaining_ms(const struct api_call *c);
+
+/* custom.metrics.k8s.io/<version>/<segs...> (segs after the version). */
+void custom_handle(struct api_call *c, const char *version,
+                   const char *const *segs, size_t nsegs);
+/* The APIResourceList of custom.metrics.k8s.io/<version>. */
+void custom_discovery(struct api_call *c, const char *version);
+#endif

@@ -1,0 +1,476 @@
+/* engine.c: C face of one Lua rules engine (see engine.h).
+ * Uses lx.h (state, protected calls), yaml.h (node tree), cache.h and
+ * prom.h (shapes). The Lua side is lua/adapter/engine.lua; the contract is
+ * in docs/architecture.md. Every call into Lua goes through lx_pcall, so a
+ * Lua error becomes an error return here, never a longjmp through C. */
+#include "engine.h"
+#include "log.h"
+#include "lx.h"
+#include "prom.h"
+#include "yaml.h"
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct engine {
+    lua_State *L;
+    int ref;        /* registry ref of the Lua engine object */
+};
+
+/* -- Helpers ------------------------------------------------------------ */
+
+/* Pushes eng[method] and eng: stack +2. */
+static void
+push_method(struct engine *e, const char *method)
+{
+    lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->ref);
+    lua_getfield(e->L, -1, method);
+    lua_insert(e->L, -2);
+}
+
+static const char *
+field_str(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1);   /* the string stays alive: it is held by the table */
+    return s;
+}
+
+static lua_Integer
+field_int(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    lua_Integer v = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static bool
+field_bool(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    bool v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static void
+set_str(lua_State *L, const char *k, const char *v)
+{
+    if (!v)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* Appends "FILE:LINE: path: msg" lines from the array at idx to b. */
+static void
+format_problems(lua_State *L, int idx, const char *file, struct buf *b,
+                bool warn)
+{
+    size_t n = lua_objlen(L, idx);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        int t = lua_gettop(L);
+        const char *path = field_str(L, t, "path");
+        const char *msg = field_str(L, t, "msg");
+        lua_Integer line = field_int(L, t, "line");
+        char one[2048];
+        if (path && *path)
+            snprintf(one, sizeof one, "%s:%ld: %s: %s", file, (long)line, path,
+                     msg ? msg : "invalid");
+        else
+            snprintf(one, sizeof one, "%s:%ld: %s", file, (long)line,
+                     msg ? msg : "invalid");
+        if (warn)
+            LOGW("%s", one);
+        else if (b) {
+            if (b->len)
+                buf_addc(b, '\n');
+            buf_adds(b, one);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* -- Lifecycle ---------------------------------------------------------- */
+
+struct engine *
+engine_new(const char *config_text, size_t len, const char *config_file,
+           const char *lua_dir, bool log_warnings, char *err, size_t errlen)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    struct buf msgs;
+    buf_init(&msgs, 1 << 20);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->ref = LUA_NOREF;
+    e->L = lx_new(lua_dir, err, errlen);
+    if (!e->L)
+        goto fail;
+    lua_State *L = e->L;
+
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "adapter.engine");
+    if (lx_pcall(L, 1, 1, err, errlen) != 0)
+        goto fail;
+    lua_getfield(L, -1, "new");                 /* module, new */
+    if (yaml_push_tree(L, config_text, len, config_file, err, errlen) != 0)
+        goto fail;
+    lua_newtable(L);
+    set_str(L, "file", config_file);
+    if (lx_pcall(L, 2, 3, err, errlen) != 0)    /* module, eng, errs, warns */
+        goto fail;
+    if (log_warnings && lua_istable(L, -1))
+        format_problems(L, lua_gettop(L), config_file, NULL, true);
+    if (lua_isnil(L, -3)) {
+        if (lua_istable(L, -2))
+            format_problems(L, lua_gettop(L) - 1, config_file, &msgs, false);
+        snprintf(err, errlen, "%s", msgs.len ? msgs.data : "invalid config");
+        goto fail;
+    }
+    lua_pop(L, 2);
+    e->ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* pops eng */
+    lua_settop(L, 0);
+    buf_free(&msgs);
+    return e;
+fail:
+    buf_free(&msgs);
+    engine_free(e);
+    return NULL;
+}
+
+void
+engine_free(struct engine *e)
+{
+    if (!e)
+        return;
+    if (e->L)
+        lx_free(e->L);
+    free(e);
+}
+
+bool
+engine_has(struct engine *e, const char *kind)
+{
+    char err[256];
+    push_method(e, "has");
+    lua_pushstring(e->L, kind);
+    if (lx_pcall(e->L, 2, 1, err, sizeof err) != 0) {
+        LOGE("engine:has(%s): %s", kind, err);
+        return false;
+    }
+    bool r = lua_toboolean(e->L, -1);
+    lua_settop(e->L, 0);
+    return r;
+}
+
+void
+engine_strv_free(char **v, size_t n)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+int
+engine_series_queries(struct engine *e, const char *kind, char ***out,
+                      size_t *n, char *err, size_t errlen)
+{
+    lua_State *L = e->L;
+    *out = NULL;
+    *n = 0;
+    push_method(e, "series_queries");
+    lua_pushstring(L, kind);
+    if (lx_pcall(L, 2, 1, err, errlen) != 0)
+        return -1;
+    size_t cnt = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+    char **v = calloc(cnt + 1, sizeof *v);
+    if (!v)
+        goto oom;
+    for (size_t i = 0; i < cnt; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        v[i] = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_pop(L, 1);
+        if (!v[i]) {
+            engine_strv_free(v, i);
+            goto oom;
+        }
+    }
+    lua_settop(L, 0);
+    *out = v;
+    *n = cnt;
+    return 0;
+oom:
+    lua_settop(L, 0);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+int
+engine_set_resources(struct engine *e, const struct cache_resource *r,
+                     size_t n, char *err, size_t errlen)
+{
+    lua_State *L = e->L;
+    push_method(e, "set_resources");
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 7);
+        set_str(L, "group", r[i].group);
+        set_str(L, "version", r[i].version);
+        set_str(L, "resource", r[i].resource);
+        set_str(L, "singular", r[i].singular);
+        set_str(L, "kind", r[i].kind);
+        lua_pushboolean(L, r[i].namespaced);
+        lua_setfield(L, -2, "namespaced");
+        lua_pushboolean(L, r[i].preferred);
+        lua_setfield(L, -2, "preferred");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    /* set_resources returns nothing, or nil/false plus an error message
+     * (a list of messages is joined). */
+    if (lx_pcall(L, 2, 2, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    if (!lua_isnoneornil(L, -1)) {
+        if (lua_istable(L, -1)) {
+            struct buf b;
+            buf_init(&b, 1 << 16);
+            size_t k = lua_objlen(L, -1);
+            for (size_t i = 1; i <= k; i++) {
+                lua_rawgeti(L, -1, (int)i);
+                const char *m = lua_istable(L, -1)
+                    ? field_str(L, lua_gettop(L), "msg") : lua_tostring(L, -1);
+                if (m) {
+                    if (b.len)
+                        buf_adds(&b, "; ");
+                    buf_adds(&b, m);
+                }
+                lua_pop(L, 1);
+            }
+            snprintf(err, errlen, "%s", b.len ? b.data : "invalid resources");
+            buf_free(&b);
+        } else {
+            snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1)
+                                                            : "invalid resources");
+        }
+        rc = -1;
+    }
+    lua_settop(L, 0);
+    return rc;
+}
+
+/* -- Discovery ------------------------------------------------------------ */
+
+/* Pushes { [query] = {shapes = {{name=, labels={...}}, ...}} | {error=} }. */
+static void
+push_results(lua_State *L, char **queries, struct prom_shapes **shapes,
+             char **errors, size_t nq)
+{
+    lua_createtable(L, 0, (int)nq);
+    for (size_t i = 0; i < nq; i++) {
+        lua_createtable(L, 0, 1);
+        if (!shapes[i]) {
+            lua_pushstring(L, errors && errors[i] ? errors[i] : "unknown error");
+            lua_setfield(L, -2, "error");
+        } else {
+            const struct prom_shapes *s = shapes[i];
+            lua_createtable(L, (int)s->n, 0);
+            for (size_t j = 0; j < s->n; j++) {
+                const struct prom_shape *sh = &s->v[j];
+                lua_createtable(L, 0, 3);
+                lua_pushstring(L, sh->name);
+                lua_setfield(L, -2, "name");
+                lua_createtable(L, (int)sh->nlabels, 0);
+                for (size_t k = 0; k < sh->nlabels; k++) {
+                    lua_pushstring(L, sh->labels[k]);
+                    lua_rawseti(L, -2, (int)k + 1);
+                }
+                lua_setfield(L, -2, "labels");
+                lua_pushnumber(L, (lua_Number)sh->count);
+                lua_setfield(L, -2, "count");
+                lua_rawseti(L, -2, (int)j + 1);
+            }
+            lua_setfield(L, -2, "shapes");
+        }
+        lua_setfield(L, -2, queries[i]);
+    }
+}
+
+static int
+read_entry(lua_State *L, int t, bool custom, struct cache_snap *snap)
+{
+    if (custom) {
+        struct cache_custom c = {
+            .metric = (char *)field_str(L, t, "metric"),
+            .resource = (char *)field_str(L, t, "resource"),
+            .group = (char *)field_str(L, t, "group"),
+            .namespaced = field_bool(L, t, "namespaced"),
+            .series = (char *)field_str(L, t, "series"),
+            .rule = (int)field_int(L, t, "rule"),
+            .resource_label = (char *)field_str(L, t, "resource_label"),
+            .namespace_label = (char *)field_str(L, t, "namespace_label"),
+            .kind = (char *)field_str(L, t, "kind"),
+            .version = (char *)field_str(L, t, "version"),
+        };
+        if (!c.metric || !c.resource || !c.series || !c.resource_label)
+            return 0;   /* malformed entry: skipped (engine bug), not fatal */
+        return cache_snap_add_custom(snap, &c);
+    }
+    struct cache_external x = {
+        .metric = (char *)field_str(L, t, "metric"),
+        .series = (char *)field_str(L, t, "series"),
+        .rule = (int)field_int(L, t, "rule"),
+    };
+    if (!x.metric || !x.series)
+        return 0;
+    return cache_snap_add_external(snap, &x);
+}
+
+int
+engine_discover(struct engine *e, const char *kind, char **queries,
+                struct prom_shapes **shapes, char **errors, size_t nq,
+                struct cache_snap *snap, int **failed, size_t *nfailed,
+                char *err, size_t errlen)
+{
+    lua_State *L = e->L;
+    bool custom = strcmp(kind, "custom") == 0;
+    *failed = NULL;
+    *nfailed = 0;
+    push_method(e, "discover");
+    lua_pushstring(L, kind);
+    push_results(L, queries, shapes, errors, nq);
+    if (lx_pcall(L, 3, 2, err, errlen) != 0)   /* entries, problems */
+        return -1;
+    int ent = lua_gettop(L) - 1, prob = lua_gettop(L);
+    size_t n = lua_istable(L, ent) ? lua_objlen(L, ent) : 0;
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, ent, (int)i);
+        int rc = read_entry(L, lua_gettop(L), custom, snap);
+        lua_pop(L, 1);
+        if (rc < 0) {
+            lua_settop(L, 0);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    size_t np = lua_istable(L, prob) ? lua_objlen(L, prob) : 0;
+    int *f = np ? calloc(np, sizeof *f) : NULL;
+    for (size_t i = 1; i <= np; i++) {
+        lua_rawgeti(L, prob, (int)i);
+        int t = lua_gettop(L);
+        const char *level = field_str(L, t, "level");
+        const char *msg = field_str(L, t, "msg");
+        int rule = (int)field_int(L, t, "rule");
+        bool is_err = level && strcmp(level, "error") == 0;
+        if (is_err) {
+            LOGE("%s rule %d: %s", kind, rule, msg ? msg : "failed");
+            if (f && rule > 0)
+                f[(*nfailed)++] = rule;
+        } else {
+            LOGW("%s rule %d: %s", kind, rule, msg ? msg : "");
+        }
+        lua_pop(L, 1);
+    }
+    *failed = f;
+    lua_settop(L, 0);
+    return 0;
+}
+
+/* -- Rendering ------------------------------------------------------------ */
+
+/* After a render call the stack holds (a, b, c): on success a is the
+ * query string; on failure a is nil, b the message, c the status. */
+static int
+render_result(lua_State *L, struct buf *query, struct buf *selector_json,
+              int *status, char *msg, size_t msglen)
+{
+    int rc = 0;
+    if (lua_type(L, -3) == LUA_TSTRING) {
+        size_t n;
+        const char *q = lua_tolstring(L, -3, &n);
+        if (buf_add(query, q, n) < 0)
+            goto oom;
+        if (selector_json && lua_type(L, -2) == LUA_TSTRING) {
+            const char *s = lua_tolstring(L, -2, &n);
+            if (buf_add(selector_json, s, n) < 0)
+                goto oom;
+        }
+    } else {
+        const char *m = lua_tostring(L, -2);
+        snprintf(msg, msglen, "%s", m ? m : "unable to fetch metrics");
+        *status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 500;
+        rc = -1;
+    }
+    lua_settop(L, 0);
+    return rc;
+oom:
+    lua_settop(L, 0);
+    *status = 500;
+    snprintf(msg, msglen, "out of memory");
+    return -1;
+}
+
+int
+engine_render_custom(struct engine *e, const struct engine_custom_req *r,
+                     struct buf *query, struct buf *selector_json,
+                     int *status, char *msg, size_t msglen)
+{
+    lua_State *L = e->L;
+    const struct cache_custom *c = r->entry;
+    push_method(e, "render_custom");
+    lua_createtable(L, 0, 12);
+    lua_pushinteger(L, c->rule);
+    lua_setfield(L, -2, "rule");
+    set_str(L, "series", c->series);
+    set_str(L, "metric", c->metric);
+    set_str(L, "resource", c->resource);
+    set_str(L, "group", c->group);
+    set_str(L, "namespace", r->namespace_ ? r->namespace_ : "");
+    set_str(L, "metric_selector", r->metric_selector ? r->metric_selector : "");
+    set_str(L, "resource_label", c->resource_label);
+    set_str(L, "namespace_label", c->namespace_label);
+    lua_createtable(L, (int)r->nnames, 0);
+    for (size_t i = 0; i < r->nnames; i++) {
+        lua_pushstring(L, r->names[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "names");
+    if (lx_pcall(L, 2, 3, msg, msglen) != 0) {
+        LOGE("render_custom: %s", msg);
+        *status = 500;
+        return -1;
+    }
+    return render_result(L, query, selector_json, status, msg, msglen);
+}
+
+int
+engine_render_external(struct engine *e, const struct engine_external_req *r,
+                       struct buf *query, int *status, char *msg,
+                       size_t msglen)
+{
+    lua_State *L = e->L;
+    const struct cache_external *x = r->entry;
+    push_method(e, "render_external");
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, x->rule);
+    lua_setfield(L, -2, "rule");
+    set_str(L, "series", x->series);
+    set_str(L, "metric", x->metric);
+    set_str(L, "namespace", r->namespace_ ? r->namespace_ : "");
+    set_str(L, "selector", r->selector ? r->selector : "");
+    if (lx_pcall(L, 2, 3, msg, msglen) != 0) {
+        LOGE("render_external: %s", msg);
+        *status = 500;
+        return -1;
+    }
+    return render_result(L, query, NULL, status, msg, msglen);
+}

@@ -1,0 +1,279 @@
+/* main.c: wiring and lifecycle of promlua-adapter, nothing else.
+ * Order (PA's, spec-server.md §8.4): flags -> Prometheus client -> config
+ * (validated by the Lua engine) -> Kubernetes client and resource map ->
+ * relist thread -> serving certificate -> HTTPS server; then wait for
+ * SIGTERM/SIGINT and tear down in reverse.
+ * Uses every module; owns every long-lived object. */
+#include "api.h"
+#include "cache.h"
+#include "certs.h"
+#include "engine.h"
+#include "flags.h"
+#include "http_client.h"
+#include "kcache.h"
+#include "kube.h"
+#include "log.h"
+#include "prom.h"
+#include "relist.h"
+#include "server.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define FATAL_EXIT 255
+
+static char *
+read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct buf b;
+    buf_init(&b, (size_t)64 << 20);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf_add(&b, chunk, n) < 0) {
+            snprintf(err, errlen, "read %s: file too large", path);
+            fclose(f);
+            return NULL;
+        }
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "read %s: %s", path, strerror(errno));
+        fclose(f);
+        buf_free(&b);
+        return NULL;
+    }
+    fclose(f);
+    return buf_take(&b, len);
+}
+
+/* Prometheus client from the flags (spec-server.md §9.3 precedence). */
+static struct prom_client *
+make_prom(const struct options *o, struct kube_config *auth, char *err,
+          size_t errlen)
+{
+    struct http_tls tls = {0};
+    struct prom_options po = {
+        .url = o->prometheus_url, .verb = o->prometheus_verb,
+        .headers = (const char *const *)o->prometheus_header.v,
+        .token_file = *o->prometheus_token_file ? o->prometheus_token_file : NULL,
+        .timeout_ms = (long)o->prometheus_timeout_ms,
+        .max_get_length = (size_t)o->prometheus_max_get_length,
+    };
+    if (*o->prometheus_ca_file) {
+        tls.ca_file = o->prometheus_ca_file;
+        tls.min_tls = 12;
+        if (*o->prometheus_client_tls_cert_file && *o->prometheus_client_tls_key_file) {
+            tls.cert_file = o->prometheus_client_tls_cert_file;
+            tls.key_file = o->prometheus_client_tls_key_file;
+        }
+        po.tls = &tls;
+    } else if (o->prometheus_auth_incluster && *o->prometheus_auth_config) {
+        snprintf(err, errlen, "may not use both in-cluster auth and an explicit "
+                 "kubeconfig at the same time");
+        return NULL;
+    } else if (*o->prometheus_auth_config || o->prometheus_auth_incluster) {
+        if (kube_config_load(o->prometheus_auth_incluster ? NULL
+                                                          : o->prometheus_auth_config,
+                             auth, err, errlen) != 0)
+            return NULL;
+        po.tls = &auth->tls;
+        po.auth_token = auth->token;
+        po.auth_token_file = auth->token_file;
+        po.auth_basic_user = auth->username;
+        po.auth_basic_pass = auth->password;
+    }
+    return prom_client_new(&po, err, errlen);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct options o;
+    char err[8192];
+    int rc = FATAL_EXIT;
+
+    switch (flags_parse(argc, argv, &o, err, sizeof err)) {
+    case FLAGS_OK: break;
+    case FLAGS_HELP: options_free(&o); return 0;
+    default:
+        fprintf(stderr, "Error: %s\n", err);
+        options_free(&o);
+        return 2;
+    }
+    log_set_verbosity(o.v);
+    flags_warn_unimplemented(&o);
+
+    /* Signals are taken by sigwait below; every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct kube_config prom_auth = {0}, lister_cfg = {0};
+    struct prom_client *prom = NULL;
+    struct kube_client *kube = NULL;
+    struct kcache_set *kcache = NULL;
+    struct engine *eng = NULL;
+    struct relist *relist = NULL;
+    struct server *srv = NULL;
+    char *config_text = NULL, *cert_pem = NULL, *key_pem = NULL;
+    size_t config_len = 0;
+    struct cache cache;
+    bool cache_ok = false;
+    struct api api = {0};
+
+    if (http_client_global_init() != 0) {
+        LOGE("unable to initialise libcurl");
+        goto out;
+    }
+    prom = make_prom(&o, &prom_auth, err, sizeof err);
+    if (!prom) {
+        LOGE("unable to construct Prometheus client: %s", err);
+        goto out;
+    }
+
+    if (!*o.config) {
+        LOGE("unable to load metrics discovery config: no metrics discovery "
+             "configuration file specified (make sure to use --config)");
+        goto out;
+    }
+    config_text = read_file(o.config, &config_len, err, sizeof err);
+    if (!config_text) {
+        LOGE("unable to load metrics discovery config: unable to load metrics "
+             "discovery config file: %s", err);
+        goto out;
+    }
+    const char *lua_dir = *o.lua_dir ? o.lua_dir : NULL;
+    eng = engine_new(config_text, config_len, o.config, lua_dir, true, err,
+                     sizeof err);
+    if (!eng) {
+        /* One line per problem, "FILE:LINE: key.path: message". */
+        fprintf(stderr, "%s\n", err);
+        LOGE("unable to load metrics discovery config: %s", o.config);
+        goto out;
+    }
+    api.has_custom = engine_has(eng, "custom");
+    api.has_external = engine_has(eng, "external");
+    api.has_resource = engine_has(eng, "resource");
+
+    int64_t max_age = o.metrics_max_age_ms ? o.metrics_max_age_ms
+                                           : o.metrics_relist_interval_ms;
+    if (api.has_custom && max_age < o.metrics_relist_interval_ms) {
+        LOGE("unable to construct custom metrics provider: max age must not be "
+             "less than relist interval");
+        goto out;
+    }
+
+    if (kube_config_load(*o.lister_kubeconfig ? o.lister_kubeconfig : NULL,
+                         &lister_cfg, err, sizeof err) != 0) {
+        LOGE("unable to construct lister client config: %s", err);
+        goto out;
+    }
+    kube = kube_client_new(&lister_cfg, 30000, err, sizeof err);
+    if (!kube) {
+        LOGE("unable to construct lister client: %s", err);
+        goto out;
+    }
+    kube_client_set_rate_limit(kube, o.client_qps, o.client_burst);
+    kcache = kcache_set_new(kube, err, sizeof err);
+    if (!kcache) {
+        LOGE("unable to construct object caches: %s", err);
+        goto out;
+    }
+
+    if (cache_init(&cache) != 0) {
+        LOGE("out of memory");
+        goto out;
+    }
+    cache_ok = true;
+    struct relist_opts ro = {
+        .engine = eng, .prom = prom, .kube = kube, .cache = &cache,
+        .interval_ms = (long)o.metrics_relist_interval_ms,
+        .max_age_ms = (long)max_age,
+        .discovery_interval_ms = (long)o.discovery_interval_ms,
+    };
+    eng = NULL;   /* owned by the relist from here, even on failure */
+    relist = relist_start(&ro, err, sizeof err);
+    if (!relist) {
+        LOGE("unable to construct custom metrics provider: unable to construct "
+             "RESTMapper: %s", err);
+        goto out;
+    }
+
+    if (certs_load(o.tls_cert_file, o.tls_private_key_file, o.cert_dir,
+                   o.bind_address, &cert_pem, &key_pem, err, sizeof err) != 0) {
+        LOGE("unable to load serving certificate: %s", err);
+        goto out;
+    }
+    api.cache = &cache;
+    api.relist = relist;
+    api.prom = prom;
+    api.kcache = kcache;
+    api.config_text = config_text;
+    api.config_len = config_len;
+    api.config_file = o.config;
+    api.lua_dir = lua_dir;
+    api.request_timeout_ms = o.request_timeout_ms;
+    api.prom_timeout_ms = o.prometheus_timeout_ms;
+    api.secure_port = o.secure_port;
+    atomic_init(&api.shutting_down, false);
+    struct server_config sc = {
+        .bind_address = o.bind_address, .port = o.secure_port, .tls = true,
+        .cert_pem = cert_pem, .key_pem = key_pem,
+        .tls_min_version = o.tls_min_version,
+        .cipher_suites = NULL,
+        .threads = 4,
+        .reuse_port = o.permit_port_sharing,
+        .reuse_addr = o.permit_address_sharing,
+        .handler = api_handle, .ctx = &api,
+        .thread_init = api_thread_init, .thread_fini = api_thread_fini,
+    };
+    struct buf suites;
+    buf_init(&suites, 1 << 16);
+    for (size_t i = 0; i < o.tls_cipher_suites.n; i++) {
+        if (i)
+            buf_addc(&suites, ',');
+        buf_adds(&suites, o.tls_cipher_suites.v[i]);
+    }
+    sc.cipher_suites = suites.data;
+    srv = server_new(&sc, err, sizeof err);
+    buf_free(&suites);
+    if (!srv || server_start(srv, err, sizeof err) != 0) {
+        LOGE("%s", err);
+        goto out;
+    }
+    LOGI("serving securely on %s:%d", *o.bind_address ? o.bind_address : "0.0.0.0",
+         server_port(srv));
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    LOGI("received signal %d, shutting down", sig);
+    atomic_store(&api.shutting_down, true);
+    rc = 0;
+out:
+    server_free(srv);
+    relist_stop(relist);
+    kcache_set_free(kcache);
+    kube_client_free(kube);
+    kube_config_free(&lister_cfg);
+    engine_free(eng);
+    prom_client_free(prom);
+    kube_config_free(&prom_auth);
+    if (cache_ok)
+        cache_destroy(&cache);
+    free(config_text);
+    free(cert_pem);
+    free(key_pem);
+    options_free(&o);
+    return rc;
+}
