@@ -356,6 +356,29 @@ function helpers.http_server(opts)
                 end
             end
             local need = tonumber(headers["content-length"] or "0") or 0
+            if (headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) then
+                -- decode a chunked request body in place (rare: libcurl sends
+                -- it only for bodies of unknown size)
+                local pos, parts = hend + 4, {}
+                while true do
+                    local eol = c.inbuf:find("\r\n", pos, true)
+                    if not eol then return end
+                    local n = tonumber(c.inbuf:sub(pos, eol - 1):match("^%x+"), 16)
+                    if not n then drop(c); return end
+                    if n == 0 then
+                        local tend = c.inbuf:find("\r\n\r\n", eol - 2, true)
+                        if not tend then return end
+                        c.inbuf = c.inbuf:sub(1, hend + 3) .. table.concat(parts)
+                            .. c.inbuf:sub(tend + 4)
+                        need = #table.concat(parts)
+                        headers["transfer-encoding"] = nil
+                        break
+                    end
+                    if #c.inbuf < eol + 1 + n + 2 then return end
+                    parts[#parts + 1] = c.inbuf:sub(eol + 2, eol + 1 + n)
+                    pos = eol + 2 + n + 2
+                end
+            end
             if #c.inbuf - (hend + 3) < need then
                 if need > 0 and (headers["expect"] or ""):lower() == "100-continue"
                     and not c.continued then
