@@ -31,6 +31,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
@@ -475,6 +476,30 @@ mhd_log(void *cls, const char *fmt, va_list ap)
     LOGV(4, "microhttpd: %s", line);
 }
 
+/* Go's listener enables TCP keep-alive with a 3 minute period on every
+ * accepted connection; dead peers (e.g. a vanished aggregator) are then
+ * noticed without waiting for the idle timeout. Best effort. */
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+              enum MHD_ConnectionNotificationCode code)
+{
+    const union MHD_ConnectionInfo *ci;
+    int one = 1, period = 180;
+
+    (void)cls;
+    (void)socket_ctx;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED)
+        return;
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return;
+    setsockopt(ci->connect_fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPIDLE, &period,
+               sizeof period);
+    setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_KEEPINTVL, &period,
+               sizeof period);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe);
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
@@ -486,7 +511,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 int
 server_start(struct server *s, char *err, size_t errlen)
 {
-    struct MHD_OptionItem opts[16];
+    struct MHD_OptionItem opts[20];
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     size_t n = 0;
@@ -503,6 +528,7 @@ server_start(struct server *s, char *err, size_t errlen)
         (intptr_t)s->cfg.conn_memory_limit, NULL);
     OPT(MHD_OPTION_CONNECTION_LIMIT, s->cfg.max_connections, NULL);
     OPT(MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s);
+    OPT(MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s);
     OPT(MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_identity, NULL);
     OPT(MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, s);
     if (s->cfg.tls) {
