@@ -130,7 +130,7 @@ main(int argc, char **argv)
     struct prom_shapes *sh;
     struct prom_result *r;
     snprintf(u, sizeof u, "http://127.0.0.1:%s/prom/", PORT);
-    const char *hdr1[] = {"x-scope-orgid=t1", "X-SCOPE-ORGID=t2", "x-empty", "X-Mode=series_ok", NULL};
+    const char *hdr1[] = {"x-scope-orgid=t1", "bad name=v", "=novalue", "X-SCOPE-ORGID=t2", "x-empty", "X-Mode=series_ok", NULL};
     FILE *tf = fopen("/tmp/ptest/token", "w"); fputs("  tok-one\n\n", tf); fclose(tf);
     struct prom_client *p = mk(u, NULL, hdr1, "/tmp/ptest/token", 0, 0);
     CHECK(prom_series(p, hc, "{__name__=~\"^.*_metric$\"}", 1715851267.1, &sh, err, sizeof err) == 0);
@@ -148,6 +148,7 @@ main(int argc, char **argv)
     CHECK(strstr(L, "\"path\": \"/prom/api/v1/series?match%5B%5D=%7B__name__%3D~%22%5E.%2A_metric%24%22%7D&start=1715851267.1\"") != NULL);
     CHECK(strstr(L, "[\"X-Scope-Orgid\", \"t1\"], [\"X-Scope-Orgid\", \"t2\"]") != NULL);
     CHECK(strstr(L, "[\"X-Empty\", \"\"]") != NULL);
+    CHECK(strstr(L, "bad name") == NULL && strstr(L, "novalue") == NULL);
     CHECK(strstr(L, "[\"Authorization\", \"Bearer tok-one\"]") != NULL);
     CHECK(strstr(L, "promlua-adapter/") != NULL);
     CHECK(strstr(L, "[\"Accept-Encoding\", \"gzip\"]") != NULL);
