@@ -162,15 +162,17 @@ store_put(struct store *s, struct wobj *o)
     return 1;
 }
 
-static void
+/* Returns whether (ns, name) was there. */
+static bool
 store_del(struct store *s, const char *ns, const char *name)
 {
     size_t at;
     if (!store_find(s, ns, name, &at))
-        return;
+        return false;
     wobj_free(s->v[at]);
     memmove(&s->v[at], &s->v[at + 1], (s->n - at - 1) * sizeof(*s->v));
     s->n--;
+    return true;
 }
 
 static yajl_val
@@ -377,6 +379,7 @@ struct kcache {
     struct store st;
     char *rv;                   /* resourceVersion to watch from */
     bool dirty;                 /* store changed since the last publish */
+    bool listed_once;           /* a LIST has succeeded */
     int64_t last_pub;
 };
 
@@ -475,7 +478,15 @@ do_list(struct kcache *c, struct http_client *hc, char *err, size_t errlen)
         yajl_val doc = NULL;
 
         buf_init(&path, 64 * 1024);
-        snprintf(params, sizeof(params), "limit=%d", PAGE_LIMIT);
+        /* Like a client-go reflector: the very first LIST may be served
+         * from the apiserver's watch cache (resourceVersion=0, cheap);
+         * re-lists after errors ask for a consistent read. A continue
+         * token excludes resourceVersion. */
+        if (!c->listed_once && !cont)
+            snprintf(params, sizeof(params), "limit=%d&resourceVersion=0",
+                     PAGE_LIMIT);
+        else
+            snprintf(params, sizeof(params), "limit=%d", PAGE_LIMIT);
         if (make_path(c, &path, params, cont) < 0) {
             seterr(err, errlen, "request path too long");
             goto done;
@@ -531,6 +542,7 @@ do_list(struct kcache *c, struct http_client *hc, char *err, size_t errlen)
     free(c->rv);
     c->rv = rv;
     rv = NULL;
+    c->listed_once = true;
     rc = 0;
 done:
     store_clear(&fresh);
@@ -607,10 +619,8 @@ watch_event(struct wctx *w, const char *text)
     } else if (!strcmp(type, "DELETED")) {
         const char *ns = jstr2(obj, "metadata", "namespace");
         const char *name = jstr2(obj, "metadata", "name");
-        if (name) {
-            store_del(&c->st, ns ? ns : "", name);
+        if (name && store_del(&c->st, ns ? ns : "", name))
             c->dirty = true;
-        }
     }
     /* BOOKMARK: only the resourceVersion moves */
     maybe_publish(c);

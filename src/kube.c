@@ -17,6 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/evp.h>
+/* src/yaml.h shares libyaml's header name and shadows it through -Isrc;
+ * with this macro it include_next's the library header (see yaml.h). */
+#define ADAPTER_YAML_LIBYAML
 #include <yaml.h>
 #include <yajl/yajl_tree.h>
 
