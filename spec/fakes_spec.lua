@@ -424,6 +424,29 @@ describe("fake kube", function()
             st:close()
         end)
 
+        it("sends BOOKMARK events only to watches that allow them", function()
+            local a = helpers.open_stream(kube:url("/api/v1/nodes?watch=true&allowWatchBookmarks=true"))
+            local b = helpers.open_stream(kube:url("/api/v1/nodes?watch=true"))
+            assert.truthy(wait_watches(2))
+            assert.equal(1, kube:control("POST", "/_fake/bookmark").sent)
+            local e = a:next_event()
+            assert.equal("BOOKMARK", e.type)
+            assert.equal("Node", e.object.kind)
+            assert.is_string(e.object.metadata.resourceVersion)
+            assert.is_nil((b:next_event(0.2)))
+            a:close(); b:close()
+        end)
+
+        it("carries data of full objects (ConfigMaps)", function()
+            kube:control("POST", "/_fake/objects", { resource = "configmaps", items = {
+                { name = "extension-apiserver-authentication", namespace = "kube-system",
+                  data = { ["requestheader-allowed-names"] = '["front-proxy-client"]' } } } })
+            local _, doc = get_json(kube:url("/api/v1/namespaces/kube-system/configmaps?fieldSelector="
+                .. "metadata.name%3Dextension-apiserver-authentication"))
+            assert.equal(1, #doc.items)
+            assert.equal('["front-proxy-client"]', doc.items[1].data["requestheader-allowed-names"])
+        end)
+
         it("ends after timeoutSeconds", function()
             local st = helpers.open_stream(kube:url("/api/v1/pods?watch=true&timeoutSeconds=1&resourceVersion=0"))
             for _ = 1, 4 do assert.equal("ADDED", st:next_event().type) end

@@ -137,8 +137,10 @@ describe("custom metrics API", function()
         helpers.cleanup()
     end)
 
+    -- back to the fixture's series and no scripted queries (unknown
+    -- queries get an empty vector), whatever the previous test left
     before_each(function()
-        prom:control("POST", "/_fake/default", vector({}))
+        prom:control("POST", "/_fake/reset")
     end)
 
     -- -- Discovery ------------------------------------------------------------
