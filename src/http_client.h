@@ -69,4 +69,19 @@ int http_client_do(struct http_client *c, const struct http_req *req,
 /* Percent-encoding for query strings and form bodies, Go url.QueryEscape
  * style (space -> '+', everything but A-Za-z0-9-_.~ as %XX upper-case). */
 int http_query_escape(struct buf *out, const char *s, size_t len);
+
+/* Behaviour notes (http_client.c):
+ * - on_data returning non-zero fails the call with err "aborted" (there is
+ *   no on_data_err field: a consumer keeps its own reason in ctx).
+ * - cancelled() is polled at least every 100 ms, and more often while data
+ *   flows; a cancelled call fails with "cancelled". Over max_body:
+ *   "response body exceeds <N> bytes". resp->status and content_type are
+ *   filled in even when the call fails after the headers arrived.
+ * - Authorization: a caller header wins, then bearer_token, then basic_*.
+ * - Sent by default: User-Agent promlua-adapter/<version>,
+ *   Accept-Encoding: gzip (decoded transparently; max_body counts decoded
+ *   bytes). Not sent unless the caller sets them: Accept, Expect.
+ * - tls->server_name: the certificate is verified against that name while
+ *   the connection goes to the URL's host (CURLOPT_CONNECT_TO); the Host
+ *   header keeps the URL's host. */
 #endif
