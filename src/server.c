@@ -12,8 +12,10 @@
  *   ours (httputil), with malformed path escapes rejected as 400.
  * - Bodies are never read: uploaded bytes are counted and dropped; past
  *   max_upload the request is answered 413.
- * Ownership: struct server owns the socket, the PEM copies (MHD keeps
- * pointers to them while running) and the priority string. Per-request
+ * - The serving certificate is handed to GnuTLS by a callback on each
+ *   handshake, so server_set_certificate can swap it while serving.
+ * Ownership: struct server owns the socket, the parsed certificate pairs
+ * (current and retired), the trust PEM and the priority string. Per-request
  * state (struct req_state) is owned by MHD's req_cls slot and freed in the
  * completion callback. */
 #include "server.h"
@@ -33,6 +35,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include "certs.h"
@@ -43,16 +46,30 @@
 struct server {
     struct server_config cfg;    /* string members point at copies below */
     char *bind_address;
-    char *cert_pem, *key_pem, *trust_pem;
+    char *trust_pem;
     char *priorities;
     int fd;                      /* listening socket, -1 once handed back */
     int family;
     int port;
     struct MHD_Daemon *daemon;
+    pthread_mutex_t cert_mu;     /* guards cert (not retired) */
+    struct cert_pair *cert;      /* served to new handshakes */
+    struct cert_pair *retired;   /* replaced pairs: a handshake may still
+                                  * use them, so they live until free */
     pthread_key_t key;           /* per-thread struct thread_slot */
     bool key_ok;
     bool stopped;
     atomic_uint inflight;
+};
+
+/* A parsed serving certificate chain and key, as GnuTLS wants them from
+ * the certificate callback. Immutable once published. */
+#define CERT_MAX_CHAIN 16
+struct cert_pair {
+    gnutls_pcert_st pcerts[CERT_MAX_CHAIN];
+    unsigned int n;
+    gnutls_privkey_t key;
+    struct cert_pair *next;      /* retired list link */
 };
 
 /* Value of the pthread key: the thread context of one pool thread. */
@@ -366,6 +383,110 @@ fail:
     return -1;
 }
 
+/* -- Serving certificate ---------------------------------------------------- */
+
+static void
+cert_pair_free(struct cert_pair *cp)
+{
+    if (cp == NULL)
+        return;
+    for (unsigned int i = 0; i < cp->n; i++)
+        gnutls_pcert_deinit(&cp->pcerts[i]);
+    if (cp->key != NULL)
+        gnutls_privkey_deinit(cp->key);
+    free(cp);
+}
+
+static struct cert_pair *
+cert_pair_parse(const char *cert_pem, const char *key_pem, char *err,
+                size_t errlen)
+{
+    struct cert_pair *cp = calloc(1, sizeof *cp);
+    gnutls_datum_t cd = { (unsigned char *)cert_pem,
+                          (unsigned int)strlen(cert_pem) };
+    gnutls_datum_t kd = { (unsigned char *)key_pem,
+                          (unsigned int)strlen(key_pem) };
+    int e;
+
+    if (cp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    cp->n = CERT_MAX_CHAIN;
+    e = gnutls_pcert_list_import_x509_raw(cp->pcerts, &cp->n, &cd,
+                                          GNUTLS_X509_FMT_PEM, 0);
+    if (e < 0) {
+        cp->n = 0;
+        snprintf(err, errlen, "server certificate: %s", gnutls_strerror(e));
+        goto fail;
+    }
+    if ((e = gnutls_privkey_init(&cp->key)) < 0 ||
+        (e = gnutls_privkey_import_x509_raw(cp->key, &kd,
+                                            GNUTLS_X509_FMT_PEM, NULL,
+                                            0)) < 0) {
+        snprintf(err, errlen, "server private key: %s", gnutls_strerror(e));
+        goto fail;
+    }
+    return cp;
+fail:
+    cert_pair_free(cp);
+    return NULL;
+}
+
+int
+server_set_certificate(struct server *s, const char *cert_pem,
+                       const char *key_pem, char *err, size_t errlen)
+{
+    struct cert_pair *cp;
+
+    if (!s->cfg.tls) {
+        snprintf(err, errlen, "server: not a TLS listener");
+        return -1;
+    }
+    cp = cert_pair_parse(cert_pem, key_pem, err, errlen);
+    if (cp == NULL)
+        return -1;
+    pthread_mutex_lock(&s->cert_mu);
+    if (s->cert != NULL) {
+        s->cert->next = s->retired;
+        s->retired = s->cert;
+    }
+    s->cert = cp;
+    pthread_mutex_unlock(&s->cert_mu);
+    return 0;
+}
+
+/* GnuTLS asks for the server's chain on every handshake. The callback has
+ * no user pointer: MHD stores the connection as the session pointer, and
+ * on_connection stored the server as the connection's socket context. */
+static int
+cert_callback(gnutls_session_t session, const gnutls_datum_t *req_ca_dn,
+              int nreqs, const gnutls_pk_algorithm_t *pk_algos,
+              int pk_algos_length, gnutls_pcert_st **pcert,
+              unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    struct MHD_Connection *c = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *ci;
+    struct server *s;
+
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    if (c == NULL)
+        return -1;
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci == NULL || ci->socket_context == NULL)
+        return -1;
+    s = ci->socket_context;
+    pthread_mutex_lock(&s->cert_mu);
+    *pcert = s->cert->pcerts;
+    *pcert_length = s->cert->n;
+    *pkey = s->cert->key;
+    pthread_mutex_unlock(&s->cert_mu);
+    return 0;
+}
+
 /* -- Server lifecycle ----------------------------------------------------- */
 
 static void
@@ -392,6 +513,7 @@ server_new(const struct server_config *cfg, char *err, size_t errlen)
     s->fd = -1;
     s->cfg = *cfg;
     atomic_init(&s->inflight, 0);
+    pthread_mutex_init(&s->cert_mu, NULL);
     if (cfg->handler == NULL) {
         snprintf(err, errlen, "server: no handler");
         goto fail;
@@ -410,20 +532,20 @@ server_new(const struct server_config *cfg, char *err, size_t errlen)
                                   &prio, err, errlen) < 0)
             goto fail;
         s->priorities = buf_take(&prio, NULL);
-        s->cert_pem = strdup(cfg->cert_pem);
-        s->key_pem = strdup(cfg->key_pem);
         s->trust_pem = dup_or_null(cfg->trust_pem);
-        if (s->priorities == NULL || s->cert_pem == NULL ||
-            s->key_pem == NULL ||
+        if (s->priorities == NULL ||
             (cfg->trust_pem != NULL && s->trust_pem == NULL)) {
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
+        s->cert = cert_pair_parse(cfg->cert_pem, cfg->key_pem, err, errlen);
+        if (s->cert == NULL)
+            goto fail;
     }
     /* The config's strings are the caller's; keep only our copies. */
     s->cfg.bind_address = s->bind_address;
-    s->cfg.cert_pem = s->cert_pem;
-    s->cfg.key_pem = s->key_pem;
+    s->cfg.cert_pem = NULL;     /* parsed into s->cert */
+    s->cfg.key_pem = NULL;
     s->cfg.trust_pem = s->trust_pem;
     s->cfg.tls_min_version = NULL;
     s->cfg.cipher_suites = NULL;
@@ -486,10 +608,9 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
     const union MHD_ConnectionInfo *ci;
     int one = 1, period = 180;
 
-    (void)cls;
-    (void)socket_ctx;
     if (code != MHD_CONNECTION_NOTIFY_STARTED)
         return;
+    *socket_ctx = cls;           /* the server, for cert_callback */
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci == NULL)
         return;
@@ -533,8 +654,9 @@ server_start(struct server *s, char *err, size_t errlen)
     OPT(MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, s);
     if (s->cfg.tls) {
         flags |= MHD_USE_TLS;
-        OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem);
-        OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem);
+        /* Through the callback, so server_set_certificate can rotate
+         * the pair while serving. */
+        OPT(MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)cert_callback);
         OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, s->priorities);
         if (s->trust_pem != NULL)
             OPT(MHD_OPTION_HTTPS_MEM_TRUST, 0, s->trust_pem);
@@ -597,11 +719,14 @@ server_free(struct server *s)
     if (s->key_ok)
         pthread_key_delete(s->key);
     free(s->bind_address);
-    free(s->cert_pem);
-    if (s->key_pem != NULL) {
-        explicit_bzero(s->key_pem, strlen(s->key_pem));
-        free(s->key_pem);
+    cert_pair_free(s->cert);
+    while (s->retired != NULL) {
+        struct cert_pair *next = s->retired->next;
+
+        cert_pair_free(s->retired);
+        s->retired = next;
     }
+    pthread_mutex_destroy(&s->cert_mu);
     free(s->trust_pem);
     free(s->priorities);
     free(s);

@@ -101,6 +101,13 @@ struct server_config {
  * exist". Does not serve yet. */
 struct server *server_new(const struct server_config *cfg,
                           char *err, size_t errlen);
+/* Replaces the serving certificate chain + key (PEM, copied) for new TLS
+ * handshakes, e.g. after the --tls-cert-file pair changed on disk (the
+ * caller watches the files and re-runs certs_load). Thread-safe; the old
+ * pair stays valid for handshakes in progress. 0 / -1 (bad PEM: the
+ * current pair is kept). */
+int server_set_certificate(struct server *s, const char *cert_pem,
+                           const char *key_pem, char *err, size_t errlen);
 /* Starts the thread pool on the bound socket. 0 / -1. */
 int server_start(struct server *s, char *err, size_t errlen);
 /* Stops accepting, waits up to drain_ms for in-flight requests, then stops
