@@ -281,7 +281,7 @@ describe("fake kube", function()
         assert.equal(400, code)
         assert.equal("Status", doc.kind)
         assert.equal("BadRequest", doc.reason)
-        assert.truthy(doc.message:find("unable to parse requirement", 1, true))
+        assert.equal("unable to parse requirement: found '' expected: '('", doc.message)
         assert.equal(400, (pods("default", "app=(x")))
     end)
 

@@ -505,7 +505,7 @@ describe("custom metrics API", function()
                 BASE .. "/v1beta1/namespaces/default/pods/%2A/http_requests_per_second?labelSelector=app%20in")
             assert.equal(400, status)
             helpers.assert_same(status_doc(400, "BadRequest",
-                "unable to parse requirement: found '', expected: '('"), doc)
+                "unable to parse requirement: found '' expected: '('"), doc)
         end)
 
         it("400s a bad metricLabelSelector (decision #12) without querying", function()
