@@ -203,6 +203,9 @@ server_tls_priorities(const char *min_version, const char *cipher_suites,
     int min = 2, rc = -1;
     const char *p;
 
+    /* Every failure below that does not write its own message is an
+     * allocation failure. */
+    snprintf(err, errlen, "out of memory");
     buf_init(&kx, 4096);
     buf_init(&ci, 4096);
     buf_init(&mac, 4096);
@@ -216,8 +219,11 @@ server_tls_priorities(const char *min_version, const char *cipher_suites,
             goto done;
         }
     }
-    p = cipher_suites;
-    while (p != NULL && p[0] != '\0') {
+    /* Every comma-separated entry counts, empty ones too (Go's CSV flag
+     * turns "a," into "a" and "", and "" is an unknown suite). */
+    p = cipher_suites != NULL && cipher_suites[0] != '\0' ? cipher_suites
+                                                           : NULL;
+    while (p != NULL) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
         const struct suite *su = NULL;
@@ -242,10 +248,10 @@ server_tls_priorities(const char *min_version, const char *cipher_suites,
         p = comma ? comma + 1 : NULL;
     }
     if (buf_adds(out, "NORMAL:-VERS-ALL") < 0)
-        goto oom;
+        goto done;
     for (int i = min; i < 4; i++)
         if (buf_addf(out, ":%s", gvers[i]) < 0)
-            goto oom;
+            goto done;
     if (kx.len > 0 || (cipher_suites != NULL && cipher_suites[0] != '\0')) {
         /* Restrict TLS <= 1.2 to the listed components; TLS 1.3 suites
          * stay enabled (Go never lets them be configured). */
@@ -255,10 +261,10 @@ server_tls_priorities(const char *min_version, const char *cipher_suites,
             (kx.len > 0 && buf_add(out, kx.data, kx.len - 1) < 0) ||
             (ci.len > 0 && buf_add(out, ci.data, ci.len - 1) < 0) ||
             (mac.len > 0 && buf_add(out, mac.data, mac.len - 1) < 0))
-            goto oom;
+            goto done;
         /* TLS 1.3 key exchange needs an (EC)DHE KX enabled in GnuTLS. */
         if (kx.len == 0 && buf_adds(out, ":+ECDHE-RSA:+ECDHE-ECDSA") < 0)
-            goto oom;
+            goto done;
     }
     {
         gnutls_priority_t prio;
@@ -273,9 +279,6 @@ server_tls_priorities(const char *min_version, const char *cipher_suites,
         gnutls_priority_deinit(prio);
     }
     rc = 0;
-    goto done;
-oom:
-    snprintf(err, errlen, "out of memory");
 done:
     buf_free(&kx);
     buf_free(&ci);

@@ -70,8 +70,8 @@ struct server_config {
     const char *bind_address;   /* "0.0.0.0", "::", "" (all), or an IP */
     int port;                   /* 0: pick a free port (tests) */
     bool tls;
-    const char *cert_pem;       /* PEM chain (leaf first); copied */
-    const char *key_pem;        /* PEM key; copied */
+    const char *cert_pem;       /* PEM chain (leaf first); parsed, not kept */
+    const char *key_pem;        /* PEM key; parsed, not kept */
     const char *trust_pem;      /* client CAs: when set, client
                                  * certificates are requested (not required,
                                  * not verified in the handshake); copied */
