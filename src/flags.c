@@ -1068,16 +1068,54 @@ format_value(const struct options *o, const struct opt *op, char *out,
     case T_SLICE:
     case T_ARRAY:
     case T_CERTKEY: {
+        /* "[" + encoding/csv record + "]", as pflag's writeAsCSV */
         const struct strv *l = f;
         used += (size_t)snprintf(out, outlen, "[");
-        for (size_t i = 0; i < l->n && used < outlen; i++)
-            used += (size_t)snprintf(out + used, outlen - used, "%s%s",
-                                     i ? "," : "", l->v[i]);
+        for (size_t i = 0; i < l->n && used < outlen; i++) {
+            const char *v = l->v[i];
+            bool quote = *v && (strpbrk(v, ",\"\r\n") || v[0] == ' '
+                                || v[0] == '\t' || !strcmp(v, "\\."));
+            if (i)
+                used += (size_t)snprintf(out + used, outlen - used, ",");
+            if (!quote) {
+                if (used < outlen)
+                    used += (size_t)snprintf(out + used, outlen - used, "%s",
+                                             v);
+                continue;
+            }
+            if (used + 1 < outlen)
+                out[used++] = '"';
+            for (; *v && used + 2 < outlen; v++) {
+                if (*v == '"')
+                    out[used++] = '"';
+                out[used++] = *v;
+            }
+            if (used + 1 < outlen)
+                out[used++] = '"';
+            out[used < outlen ? used : outlen - 1] = '\0';
+        }
         if (used < outlen)
             snprintf(out + used, outlen - used, "]");
         return;
     }
     }
+}
+
+const char *
+flags_value(const struct options *o, const char *name, char *out,
+            size_t outlen)
+{
+    const struct opt *op = find_opt(name, strlen(name));
+    if (!op || !outlen)
+        return NULL;
+    format_value(o, op, out, outlen);
+    return out;
+}
+
+size_t
+flags_options_size(void)
+{
+    return sizeof(struct options);
 }
 
 void

@@ -154,6 +154,14 @@ bool flags_was_set(const struct options *o, const char *name);
  * than its default whose feature is not implemented (yet). */
 void flags_warn_unimplemented(const struct options *o);
 
+/* The effective value of flag `name` in pflag's text form (Value.String():
+ * "10m0s", "[a,b]", "true", "0.5") written to out; returns out, or NULL
+ * for an unknown name. For logs, debugging and the specs (through FFI). */
+const char *flags_value(const struct options *o, const char *name, char *out,
+                        size_t outlen);
+/* sizeof(struct options), for callers that cannot see the struct (FFI). */
+size_t flags_options_size(void);
+
 /* Logs every flag's effective value at --v >= 1 as "FLAG: --name=\"value\""
  * (component-base's PrintFlags), values in pflag's text form. */
 void flags_log(const struct options *o);
