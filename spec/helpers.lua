@@ -531,6 +531,20 @@ local function spawn(cmd, dir)
         q(dir .. "/pid.tmp"), q(dir .. "/pid.tmp"), q(dir .. "/pid"),
         q(dir .. "/rc.tmp"), q(dir .. "/rc.tmp"), q(dir .. "/rc"))
     os.execute("sh -c " .. q(sh) .. " </dev/null >/dev/null 2>&1 &")
+    -- Last line of defence against leaked subprocesses: when the Lua state
+    -- closes (end of the busted run) every process not stopped gets SIGKILL.
+    -- Created on the first spawn, not at load, so loading stays side-effect free.
+    if not helpers._reaper then
+        local proxy = newproxy(true)
+        getmetatable(proxy).__gc = function()
+            for _, lp in ipairs(live) do
+                if lp.pid and not lp.stopped then
+                    os.execute("kill -KILL " .. lp.pid .. " 2>/dev/null")
+                end
+            end
+        end
+        helpers._reaper = proxy
+    end
     local p = setmetatable({ dir = dir }, Proc)
     local pid = helpers.wait_until(function()
         local s = helpers.read_file(dir .. "/pid")
