@@ -281,6 +281,14 @@ api_handle(void *ctx, const struct server_request *req,
         status_internal_error(resp, "request handler unavailable");
         goto done;
     }
+    /* This thread's engine learns a new resource map when the relist
+     * published one (every --discovery-interval at most). */
+    if (c.thread->resources_generation != c.snap->resources_generation) {
+        if (engine_set_resources(c.thread->engine, c.snap->resources,
+                                 c.snap->nresources, err, sizeof err) != 0)
+            LOGE("worker rules engine: %s", err);
+        c.thread->resources_generation = c.snap->resources_generation;
+    }
     route_apis(&c, &segs);
 done:
     cache_snap_release(a->cache, c.snap);

@@ -40,6 +40,7 @@ struct api {
 struct api_thread {
     struct engine *engine;            /* NULL if it could not be built */
     struct http_client *http;
+    uint64_t resources_generation;    /* of the map the engine was given */
 };
 
 void *api_thread_init(void *api);

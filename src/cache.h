@@ -37,6 +37,7 @@ struct cache_external {
 struct cache_snap {
     int refs;                  /* guarded by the cache mutex */
     uint64_t generation;
+    uint64_t resources_generation; /* changes when the resource map does */
     bool custom_listed;        /* a custom relist has finished (readyz) */
     bool external_listed;
     struct cache_resource *resources; size_t nresources;

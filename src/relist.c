@@ -21,6 +21,7 @@ struct relist {
     struct http_client *http;       /* used by the relist thread only */
     struct cache_resource *res;     /* current resource map (thread-owned) */
     size_t nres;
+    uint64_t res_gen;               /* bumped on every new resource map */
     long long last_discovery_ms;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -86,6 +87,7 @@ discover_resources(struct relist *r, char *err, size_t errlen)
     free_resources(r->res, r->nres);
     r->res = cr;
     r->nres = n;
+    r->res_gen++;
     pthread_mutex_lock(&r->mu);
     r->last_discovery_ms = now_ms();
     pthread_mutex_unlock(&r->mu);
@@ -178,6 +180,7 @@ publish(struct relist *r, bool series)
     for (size_t i = 0; i < r->nres; i++)
         if (cache_snap_add_resource(snap, &r->res[i]) < 0)
             goto fail;
+    snap->resources_generation = r->res_gen;
     if (series) {
         double start = prom_now() - (double)r->o.max_age_ms / 1000.0;
         snap->custom_listed = prev->custom_listed;
