@@ -263,7 +263,8 @@ function Conn:respond(res)
         self.close_after = true
     end
     h[#h + 1] = "\r\n"
-    self:write(table.concat(h) .. body)
+    -- HEAD: same headers (Content-Length included), no body
+    self:write(table.concat(h) .. (self.method == "HEAD" and "" or body))
     self.busy = false
 end
 
@@ -392,6 +393,7 @@ function helpers.http_server(opts)
             c.inbuf = c.inbuf:sub(hend + 4 + need)
             local raw_path, query = target:match("^([^?]*)%??(.*)$")
             c.req_close = (headers["connection"] or ""):lower() == "close"
+            c.method = method
             dispatch(c, {
                 method = method, target = target, raw_path = raw_path,
                 path = helpers.path_decode(raw_path), query = query,
