@@ -214,6 +214,36 @@ describe("custom metrics API", function()
             end)
         end
 
+        it("relists with one series call per distinct seriesQuery, start = now - max age", function()
+            local want = {      -- byte order
+                'http_requests_total{kubernetes_namespace!="",kubernetes_pod_name!=""}',
+                'node_load1{node!=""}',
+                '{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}',
+                '{namespace!="",__name__!~"^container_.*"}',
+            }
+            local seen
+            helpers.wait_until(function()
+                seen = {}
+                for _, r in ipairs(prom:requests("/api/v1/series")) do
+                    local m = r.params["match[]"]
+                    assert.is_string(m, "exactly one match[] per call")
+                    assert.is_nil(r.params["end"])
+                    local start = tonumber(r.params.start)
+                    assert.is_number(start)
+                    -- max age defaults to the relist interval (1s)
+                    assert.is_true(math.abs(r.time - 1 - start) < 5, "start " .. r.params.start)
+                    seen[m] = true
+                end
+                local n = 0
+                for _ in pairs(seen) do n = n + 1 end
+                return n >= #want
+            end, helpers.scale(6), 0.2)
+            local got = {}
+            for m in pairs(seen) do got[#got + 1] = m end
+            table.sort(got)
+            helpers.assert_same(want, got)
+        end)
+
         it("accepts a trailing slash on the version document", function()
             local status, doc = adapter:get_json(BASE .. "/v1beta1/")
             assert.equal(200, status)
