@@ -223,6 +223,13 @@ route_apis(struct api_call *c, const struct httputil_segs *s)
             custom_handle(c, version, s->seg + 3, s->n - 3);
         return;
     }
+    if (!strcmp(group, EXTERNAL_GROUP)) {
+        if (s->n == 3)
+            external_discovery(c);
+        else
+            external_handle(c, s->seg + 3, s->n - 3);
+        return;
+    }
     status_route_not_found(c->resp);
 }
 

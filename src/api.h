@@ -70,4 +70,8 @@ void custom_handle(struct api_call *c, const char *version,
                    const char *const *segs, size_t nsegs);
 /* The APIResourceList of custom.metrics.k8s.io/<version>. */
 void custom_discovery(struct api_call *c, const char *version);
+
+/* external.metrics.k8s.io/v1beta1/<segs...> and its APIResourceList. */
+void external_handle(struct api_call *c, const char *const *segs, size_t n);
+void external_discovery(struct api_call *c);
 #endif
