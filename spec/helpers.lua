@@ -73,6 +73,16 @@ function helpers.root()
     return os.getenv("PWD") or "."
 end
 
+-- Absolute path of a file under spec/fixtures/.
+function helpers.fixture(rel)
+    return helpers.root() .. "/spec/fixtures/" .. rel
+end
+
+-- Decoded JSON of a file under spec/fixtures/.
+function helpers.fixture_json(rel)
+    return cjson.decode((assert(helpers.read_file(helpers.fixture(rel)), "no fixture " .. rel)))
+end
+
 -- -- Temp dirs -------------------------------------------------------------
 
 local tmp_dirs = {}     -- every dir made by tmpdir(), removed by cleanup()
@@ -736,7 +746,8 @@ Adapter.__index = Adapter
 
 -- adapter:get(path, headers) -> status, headers (lower-case names), body
 -- over HTTPS with `curl -sk`. headers: { ["Accept"] = "..." }.
--- opts.max_time bounds the call (default 30 s, scaled under ASan).
+-- opts.max_time bounds the call (default 15 s, scaled under ASan; a timeout
+-- gives status 0). opts.method, opts.user_agent override the defaults.
 function Adapter:get(path, headers, opts)
     opts = opts or {}
     seq = seq + 1
@@ -744,7 +755,7 @@ function Adapter:get(path, headers, opts)
     local bfile = string.format("%s/b%d", self.dir, seq)
     -- a neutral User-Agent: Go pretty-prints for "curl/..." agents (§4.6)
     local cmd = { "curl -sk", "-A", helpers.shq(opts.user_agent or "promlua-spec/1.0"),
-        "--max-time", tostring(opts.max_time or helpers.scale(30)),
+        "--max-time", tostring(opts.max_time or helpers.scale(15)),
         "-o", helpers.shq(bfile), "-D", helpers.shq(hfile), "-w '%{http_code}'" }
     if opts.method then cmd[#cmd + 1] = "-X " .. helpers.shq(opts.method) end
     for k, v in pairs(headers or {}) do

@@ -123,9 +123,9 @@ describe("custom metrics API", function()
 
     setup(function()
         prom = helpers.start_prometheus {
-            state_file = helpers.root() .. "/spec/fixtures/prometheus/custom_metrics.json" }
+            state_file = helpers.fixture("prometheus/custom_metrics.json") }
         kube = helpers.start_kube {
-            state_file = helpers.root() .. "/spec/fixtures/kube/objects.json" }
+            state_file = helpers.fixture("kube/objects.json") }
         adapter = helpers.start_adapter {
             config = CONFIG, prometheus = prom, kube = kube, relist = "1s",
             args = { "--prometheus-timeout=2s" },
