@@ -93,8 +93,13 @@ local seq = 0
 -- SPEC_KEEP_TMP is set (for post-mortems).
 function helpers.tmpdir(tag)
     seq = seq + 1
+    -- our pid keeps concurrent busted runs in one tree from colliding
+    if not helpers._pid then
+        local stat = helpers.read_file("/proc/self/stat") or ""
+        helpers._pid = tonumber(stat:match("^(%d+)")) or math.random(1, 1e9)
+    end
     local dir = string.format("%s/spec/tmp/%s-%d-%d-%d", helpers.root(),
-        tag or "t", os.time(), math.random(1, 1e9), seq)
+        tag or "t", helpers._pid, os.time(), seq)
     os.execute("mkdir -p " .. helpers.shq(dir))
     tmp_dirs[#tmp_dirs + 1] = dir
     return dir
