@@ -17,8 +17,8 @@
  * newline LF only.
  *
  * Known differences left: PCRE2 backtracks (a pathological pattern can hit
- * the match limit: rx_search returns -1 where Go would finish); Go's check
- * of nested repeat products (> 1000) is not done; (?i) does not widen
+ * the match limit: rx_search returns -1 where Go would finish); Go's
+ * "expression too large" program-size limit is not applied; (?i) does not widen
  * \p{Lu}/\p{Ll} in PCRE2 as it does in Go; \P{C} inside a class includes
  * unassigned code points. */
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -64,6 +64,11 @@ struct tr {
     int atom_wrap;                  /* needs (?:) before a quantifier */
     size_t last_rep;                /* pattern offset of the repeat operator
                                      * just before, or RX_UNSET */
+    /* Go's repeatIsValid(re, 1000): the smallest budget each item needs
+     * (nested {n,m} counts multiply). need_acc[d]: finished items of the
+     * group open at depth d; need_cur: the current atom. */
+    long need_acc[MAX_DEPTH + 1];
+    long need_cur;
     char *err;
     size_t errlen;
 };
@@ -155,9 +160,19 @@ emit_cp(struct tr *t, uint32_t cp)
     return buf_addf(&t->out, "\\x{%x}", (unsigned)cp) < 0 ? too_large(t) : 0;
 }
 
+/* A new item starts: the previous one is final for the budget check. */
+static void
+need_next(struct tr *t)
+{
+    if (t->need_cur > t->need_acc[t->depth])
+        t->need_acc[t->depth] = t->need_cur;
+    t->need_cur = 0;
+}
+
 static void
 atom_begin(struct tr *t, int wrap)
 {
+    need_next(t);
     t->have_atom = 1;
     t->atom_start = t->out.len;
     t->atom_wrap = wrap;
@@ -392,6 +407,7 @@ parse_class(struct tr *t)
     size_t start = t->out.len;
     int first = 1;
 
+    need_next(t);
     if (emit(t, "[") < 0)
         return -1;
     if (i < wn && whole[i] == '^') {
@@ -504,7 +520,9 @@ open_group(struct tr *t, const char *text, size_t n, int capture)
 {
     if (t->depth >= MAX_DEPTH)
         return fail(t, "expression nests too deeply", t->p, t->len);
+    need_next(t);
     t->open_at[t->depth++] = t->out.len;
+    t->need_acc[t->depth] = 0;
     if (emitn(t, text, n) < 0)
         return -1;
     if (capture)
@@ -518,6 +536,8 @@ close_group(struct tr *t)
 {
     if (t->depth == 0)
         return fail(t, "unexpected )", t->p, t->len);
+    need_next(t);
+    t->need_cur = t->need_acc[t->depth];
     t->depth--;
     if (emit(t, ")") < 0)
         return -1;
@@ -637,7 +657,7 @@ parse_repeat(const char *s, size_t n, int *min, int *max, size_t *after)
 /* Applies quantifier q (PCRE2 text) to the atom. t->pos is just past the
  * operator; before is where it started. A following '?' makes it lazy. */
 static int
-repeat(struct tr *t, size_t before, const char *q)
+repeat(struct tr *t, size_t before, const char *q, int min, int max)
 {
     size_t tail_len;
     char *tail = NULL;
@@ -651,6 +671,17 @@ repeat(struct tr *t, size_t before, const char *q)
     if (!t->have_atom)
         return fail(t, "missing argument to repetition operator",
                     t->p + before, t->pos - before);
+    if (min != -2) {
+        /* {n,m}: budget max (or min for {n,}); {0} needs nothing */
+        long m = max < 0 ? min : max;
+        if (max == 0)
+            t->need_cur = 0;
+        else if (m > 0)
+            t->need_cur = t->need_cur * m > m ? t->need_cur * m : m;
+        if ((min >= 2 || max >= 2) && t->need_cur > 1000)
+            return fail(t, "invalid repeat count", t->p + before,
+                        t->pos - before);
+    }
     /* flag changes written after the atom move behind the quantifier */
     tail_len = t->out.len - t->atom_end;
     if (tail_len) {
@@ -788,6 +819,7 @@ translate(struct tr *t)
         case '|':
             if (emit(t, "|") < 0)
                 return -1;
+            need_next(t);
             t->have_atom = 0;
             t->pos++;
             break;
@@ -821,7 +853,7 @@ translate(struct tr *t)
             q[0] = (char)c;
             q[1] = '\0';
             t->pos++;
-            if (repeat(t, before, q) < 0)
+            if (repeat(t, before, q, -2, -2) < 0)
                 return -1;
             rep = before;
             break;
@@ -842,7 +874,7 @@ translate(struct tr *t)
             else
                 snprintf(q, sizeof q, "{%d,%d}", min, max);
             t->pos += after;
-            if (repeat(t, before, q) < 0)
+            if (repeat(t, before, q, min, max) < 0)
                 return -1;
             rep = before;
             break;

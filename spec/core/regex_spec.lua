@@ -45,6 +45,8 @@ describe("core.regex rejects what RE2 lacks", function()
         { "(?i)*", "error parsing regexp: missing argument to repetition operator: `*`" },
         { "a{1001}", "error parsing regexp: invalid repeat count: `{1001}`" },
         { "a{3,2}", "error parsing regexp: invalid repeat count: `{3,2}`" },
+        { "(a{100}){11}", "error parsing regexp: invalid repeat count: `{11}`" },
+        { "((a{10}){10}|b){11,}?", "error parsing regexp: invalid repeat count: `{11,}?`" },
         { "(a", "error parsing regexp: missing closing ): `(a`" },
         { "a)", "error parsing regexp: unexpected ): `a)`" },
         { "[a", "error parsing regexp: missing closing ]: `[a`" },
@@ -160,6 +162,14 @@ describe("core.regex accepts Go syntax", function()
         assert.are.equal("aaa", whole("a*\\Q\\E*", "aaa"))
         assert.is_true(assert(core.regex("^*a")):test("a"))
         assert.are.equal("aa", whole("a(?i)*", "aaA"))
+    end)
+
+    it("allows nested repeats up to Go's budget of 1000", function()
+        assert.is_not_nil(core.regex("((a{10}){10}){10}"))
+        assert.is_not_nil(core.regex("(a{1000})*"))
+        assert.is_not_nil(core.regex("(a*){1000}"))
+        assert.is_not_nil(core.regex("(a{0}){1000}"))
+        assert.is_not_nil(core.regex("(a{500})(b{2}){500}"))
     end)
 
     it("escapes: octal, hex, \\Q..\\E, punctuation, C escapes", function()
