@@ -6,6 +6,9 @@
 --           eng:discover(kind, results) -> entries, problems,
 --           eng:render_custom(req) -> query, selector_json | nil, msg, status
 --           eng:render_external(req) -> query | nil, msg, status
+--           eng:render_resource(req) -> query | nil, msg, status
+--           eng:resource_labels(which) -> { pod=, namespace=, node=,
+--               container=, window_ms= } | nil, msg
 -- Rule indices (rule=i) are 1-based; messages name rules 0-based, as
 -- paths in the YAML ("rules[2]").
 -- Steps: each pipeline step is one function chosen ONCE in new():
@@ -248,6 +251,50 @@ function Engine:render_external(req)
     local q, qerr = self.steps.render_query(rule, data)
     if not q then return nil, rname .. ": " .. tostring(qerr), 500 end
     return q
+end
+
+
+-- metrics.k8s.io (spec-rules.md §7.2).  req = { resource = "cpu"|"memory",
+-- node = bool, namespace = "<ns>" (pods), names = { ... } }: renders the
+-- rule's containerQuery (pods of one namespace) or nodeQuery.  An empty
+-- rendering is an error here (PA would send it and fail at Prometheus).
+function Engine:render_resource(req)
+    local rr = self.cfg.resourceRules
+    if not rr then return nil, "resourceRules not configured", 500 end
+    local rule = rr[req.resource]
+    if type(rule) ~= "table" then
+        return nil, "no resource rule " .. tostring(req.resource), 500
+    end
+    local rname = "resourceRules." .. req.resource
+    if not rule.cv then return nil, rname .. ": resources not discovered yet", 500 end
+    local which = req.node and "nodeQuery" or "containerQuery"
+    local data, err, status = matchers.resource_args(rule.cv, req.node, req.namespace,
+        req.names or {}, rule.containerLabel)
+    if not data then return nil, "unable to construct query: " .. err, status end
+    local tmpl = rule.c and rule.c[which]
+    if not tmpl then return nil, rname .. "." .. which .. ": no template", 500 end
+    local q, qerr = tmpl:execute(data)
+    if not q then
+        return nil, "unable to construct query: " .. rname .. "." .. which .. ": "
+            .. tostring(qerr), 500
+    end
+    if q == "" then
+        return nil, "unable to construct query: " .. rname .. "." .. which
+            .. " rendered an empty query", 500
+    end
+    return q
+end
+
+-- Labels of one resource rule ("cpu" | "memory") and the window, for the
+-- C side to read query results (labels nil when unmapped).
+function Engine:resource_labels(which)
+    local rr = self.cfg.resourceRules
+    if not rr then return nil, "resourceRules not configured" end
+    local rule = rr[which]
+    if type(rule) ~= "table" then return nil, "no resource rule " .. tostring(which) end
+    local out = matchers.resource_labels(rule.cv, rule.containerLabel)
+    out.window_ms = rr.window_ms or 0
+    return out
 end
 
 return M

@@ -8,6 +8,10 @@
 --           matchers.external_args(rule, req, cv) -> data | nil, err, status
 --           matchers.render_query(rule, data) -> query | nil, err (default
 --           render_query step)
+--           matchers.resource_args(cv, node, namespace, names, container_label)
+--             -> data | nil, err, status        (metrics.k8s.io, §7.2)
+--           matchers.resource_labels(cv, container_label) -> labels
+--             ({ pod=, namespace=, node=, container= }; nil when unmapped)
 -- Uses: adapter.core (selector_parse, goquote), adapter.template.
 -- Never: regex-escapes values (PA does not, decisions #16 keeps that).
 
@@ -198,6 +202,35 @@ function M.external_args(req, cv, namespaced)
         conv.values[#conv.values + 1] = { nsl, req.namespace }
     end
     return args(req.series, conv, {})
+end
+
+-- §7.2.  Template data of a resource-metrics query: a containerQuery over
+-- the pods `names` of `namespace` (matchers <ns>="<ns>",<pod>=~"a|b",
+-- group-by <pod>,<containerLabel>: with an empty containerLabel that is
+-- "pod," as in PA), or a nodeQuery (node = true: <node>=~"n1|n2", group-by
+-- <node>, no namespace matcher).  .Series is "".  Errors (a resource with
+-- no label) are 500s: the caller skips that batch.
+function M.resource_args(cv, node, namespace, names, container_label)
+    local req = { series = "", group = "", names = names, metric_selector = "",
+        resource = node and "nodes" or "pods", namespace = node and "" or namespace }
+    local data, err, status = M.custom_args(req, cv, node and {} or { container_label or "" })
+    if not data then
+        return nil, string.format("unable to find label for resource %s: %s", req.resource,
+            tostring(err)), status
+    end
+    return data
+end
+
+-- Labels the C side needs to read resource-metrics results: which label
+-- names the pod, the namespace and the node, and the container label.
+-- Unmapped resources are left nil (their queries fail on render).
+function M.resource_labels(cv, container_label)
+    local out = { container = container_label or "" }
+    for k, res in pairs({ pod = "pods", namespace = "namespaces", node = "nodes" }) do
+        local l = cv and cv:label_for({ group = "", resource = res })
+        if l then out[k] = l end
+    end
+    return out
 end
 
 -- Default render_query step: run the compiled metricsQuery.
