@@ -944,19 +944,22 @@ rx_compilen(const char *pat, size_t len, char *err, size_t errlen)
     }
     if (translate(t) < 0)
         goto fail;
-    if (!(rx->pattern = malloc(len + 1)))
-        goto nomem;
+    if (!(rx->pattern = malloc(len + 1)) ||
+        !(rx->translated = buf_take(&t->out, NULL))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     memcpy(rx->pattern, pat, len);
     rx->pattern[len] = '\0';
-    if (!(rx->translated = buf_take(&t->out, NULL)))
-        goto nomem;
     rx->ncap = t->ncap;
     rx->names = t->names;
     rx->nnames = t->nnames;
     t->names = NULL;
     t->nnames = 0;
-    if (!(cc = pcre2_compile_context_create(NULL)))
-        goto nomem;
+    if (!(cc = pcre2_compile_context_create(NULL))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     pcre2_set_newline(cc, PCRE2_NEWLINE_LF);
     pcre2_set_parens_nest_limit(cc, MAX_DEPTH + 10);
     rx->code = pcre2_compile((PCRE2_SPTR)rx->translated, PCRE2_ZERO_TERMINATED,
@@ -976,8 +979,6 @@ rx_compilen(const char *pat, size_t len, char *err, size_t errlen)
     buf_free(&t->out);
     free(t);
     return rx;
-nomem:
-    snprintf(err, errlen, "out of memory");
 fail:
     pcre2_compile_context_free(cc);
     if (t) {

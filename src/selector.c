@@ -528,7 +528,7 @@ new_requirement(struct parser *p, struct selector *sel, struct token key,
     struct selector_req *r;
     size_t n = 0;
     char field[64];
-    int rc = -1;
+    int rc = -1, reported = 0;
 
     e.n = 0;
     if (set->n > 1)
@@ -543,14 +543,14 @@ new_requirement(struct parser *p, struct selector *sel, struct token key,
         if (n == 0 && invalid(&e, "values", "[]string{}", 0,
                               "for 'in', 'notin' operators, values set "
                               "can't be empty") < 0)
-            goto oom;
+            goto fail;
         break;
     case SELECTOR_EQ:
     case SELECTOR_DEQ:
     case SELECTOR_NEQ:
         if (n != 1 && invalid(&e, "values", "", 0, "exact-match "
                               "compatibility requires one single value") < 0)
-            goto oom;
+            goto fail;
         break;
     case SELECTOR_GT:
     case SELECTOR_LT:
@@ -561,7 +561,7 @@ new_requirement(struct parser *p, struct selector *sel, struct token key,
                 if (invalid(&e, field, set->v[i].lit, set->v[i].len,
                             "for 'Gt', 'Lt' operators, the value must be an "
                             "integer") < 0)
-                    goto oom;
+                    goto fail;
             }
         }
         break;
@@ -585,34 +585,34 @@ new_requirement(struct parser *p, struct selector *sel, struct token key,
         }
         buf_free(&detail);
         if (ok < 0)
-            goto oom;
+            goto fail;
     }
     if (e.n > 0) {
         errlist_report(p, &e);
-        goto done;
+        reported = 1;
+        goto fail;
     }
     r = realloc(sel->reqs, (sel->nreqs + 1) * sizeof *r);
     if (!r)
-        goto oom;
+        goto fail;
     sel->reqs = r;
     r = &sel->reqs[sel->nreqs];
     memset(r, 0, sizeof *r);
     sel->nreqs++;       /* from here selector_free cleans up r */
     r->op = op;
     if (!(r->key = strndup(key.lit, key.len)))
-        goto oom;
+        goto fail;
     if (n && !(r->values = calloc(n, sizeof *r->values)))
-        goto oom;
+        goto fail;
     for (size_t i = 0; i < n; i++) {
         if (!(r->values[i] = strndup(set->v[i].lit, set->v[i].len)))
-            goto oom;
+            goto fail;
         r->nvalues++;
     }
     rc = 0;
-    goto done;
-oom:
-    snprintf(p->err, p->errlen, "out of memory");
-done:
+fail:
+    if (rc < 0 && !reported)
+        snprintf(p->err, p->errlen, "out of memory");
     errlist_free(&e);
     return rc;
 }
