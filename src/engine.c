@@ -474,3 +474,64 @@ engine_render_external(struct engine *e, const struct engine_external_req *r,
     }
     return render_result(L, query, NULL, status, msg, msglen);
 }
+
+/* -- Resource metrics ------------------------------------------------------ */
+
+int
+engine_render_resource(struct engine *e, const struct engine_resource_req *r,
+                       struct buf *query, char *msg, size_t msglen)
+{
+    lua_State *L = e->L;
+    int status = 500;
+    push_method(e, "render_resource");
+    lua_createtable(L, 0, 4);
+    set_str(L, "resource", r->resource);
+    lua_pushboolean(L, r->node);
+    lua_setfield(L, -2, "node");
+    set_str(L, "namespace", r->namespace_ ? r->namespace_ : "");
+    lua_createtable(L, (int)r->nnames, 0);
+    for (size_t i = 0; i < r->nnames; i++) {
+        lua_pushstring(L, r->names[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "names");
+    if (lx_pcall(L, 2, 3, msg, msglen) != 0) {
+        LOGE("render_resource: %s", msg);
+        return -1;
+    }
+    return render_result(L, query, NULL, &status, msg, msglen);
+}
+
+static void
+copy_field(lua_State *L, int t, const char *k, char *out, size_t outlen)
+{
+    const char *v = field_str(L, t, k);
+    snprintf(out, outlen, "%s", v ? v : "");
+}
+
+int
+engine_resource_labels(struct engine *e, const char *which,
+                       struct engine_resource_labels *out, char *err,
+                       size_t errlen)
+{
+    lua_State *L = e->L;
+    memset(out, 0, sizeof *out);
+    push_method(e, "resource_labels");
+    lua_pushstring(L, which);
+    if (lx_pcall(L, 2, 2, err, errlen) != 0)   /* labels | nil, msg */
+        return -1;
+    int t = lua_gettop(L) - 1;
+    if (!lua_istable(L, t)) {
+        const char *m = lua_tostring(L, -1);
+        snprintf(err, errlen, "%s", m ? m : "resourceRules not configured");
+        lua_settop(L, 0);
+        return -1;
+    }
+    copy_field(L, t, "pod", out->pod, sizeof out->pod);
+    copy_field(L, t, "namespace", out->namespace_, sizeof out->namespace_);
+    copy_field(L, t, "node", out->node, sizeof out->node);
+    copy_field(L, t, "container", out->container, sizeof out->container);
+    out->window_ms = (long long)field_int(L, t, "window_ms");
+    lua_settop(L, 0);
+    return 0;
+}

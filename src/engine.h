@@ -74,4 +74,33 @@ int engine_render_external(struct engine *e,
                            const struct engine_external_req *r,
                            struct buf *query, int *status, char *msg,
                            size_t msglen);
+/* -- metrics.k8s.io (spec-rules.md §7) -- */
+
+struct engine_resource_req {
+    const char *resource;          /* "cpu" or "memory" */
+    bool node;                     /* nodeQuery over nodes, else the
+                                    * containerQuery over pods of namespace_ */
+    const char *namespace_;        /* pods' namespace (ignored for nodes) */
+    const char *const *names;      /* pod or node names, in order (>= 1) */
+    size_t nnames;
+};
+
+/* Renders a resource-metrics query into query. Returns -1 with the reason
+ * in msg ("unable to construct query: ...") when a label is unmapped, the
+ * template fails or renders empty: the caller logs it and skips the
+ * batch (PA answers without those objects). */
+int engine_render_resource(struct engine *e, const struct engine_resource_req *r,
+                           struct buf *query, char *msg, size_t msglen);
+
+/* Label names of one resource rule, as the engine resolved them; "" when
+ * the rule maps no label to that resource. */
+struct engine_resource_labels {
+    char pod[256], namespace_[256], node[256], container[256];
+    long long window_ms;           /* resourceRules.window */
+};
+
+/* which: "cpu" or "memory". 0, or -1 (err) when resourceRules is absent. */
+int engine_resource_labels(struct engine *e, const char *which,
+                           struct engine_resource_labels *out, char *err,
+                           size_t errlen);
 #endif
