@@ -1,0 +1,175 @@
+# bench/lib.sh: shared set-up for the benchmark scripts (sourced, not run).
+# Provides: a work directory, free loopback ports, nginx as a static fake
+# Prometheus (bench/nginx.conf.in), the spec fake Kubernetes API
+# (spec/fixtures/fake_kube.lua), a kubeconfig for it, the adapter under test,
+# /readyz waits, RSS readings from /proc, and a cleanup trap that stops
+# exactly the processes started here (by pid, never by name).
+# Uses: bash, luajit + lua-socket, nginx (nginx-light), curl, the adapter
+# binary (ADAPTER_BIN, default build/promlua-adapter; built if missing).
+# Must never: touch files outside BENCH_DIR and the repo's build/ directory,
+# leave a process running, or wait without a bound.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_SRC=$ROOT/bench
+ADAPTER_BIN=${ADAPTER_BIN:-$ROOT/build/promlua-adapter}
+# One work directory per run; data files are cached across runs in
+# BENCH_CACHE so the 1M-series file (~140 MB) is generated once.
+BENCH_DIR=${BENCH_DIR:-$(mktemp -d /tmp/promlua-bench.XXXXXX)}
+BENCH_CACHE=${BENCH_CACHE:-/tmp/promlua-bench-cache}
+mkdir -p "$BENCH_DIR" "$BENCH_CACHE"
+# nginx workers may run as another user (nobody when started by root):
+# they must be able to read the data files.
+chmod 755 "$BENCH_DIR" "$BENCH_CACHE"
+
+BENCH_PIDS=()
+
+bench_cleanup() {
+    local p
+    for p in "${BENCH_PIDS[@]:-}"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null || true
+    done
+    for p in "${BENCH_PIDS[@]:-}"; do
+        [ -n "$p" ] || continue
+        # bounded wait (2 s), then SIGKILL
+        for _ in $(seq 20); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$BENCH_DIR"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '# %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# A TCP port free right now on 127.0.0.1.
+free_port() {
+    luajit -e 'local s = assert(require("socket").bind("127.0.0.1", 0))
+               local _, p = s:getsockname(); s:close(); print(p)'
+}
+
+# Builds the adapter (RelWithDebInfo, as `make build`) when it is missing.
+ensure_adapter() {
+    if [ ! -x "$ADAPTER_BIN" ]; then
+        log "building $ADAPTER_BIN"
+        (cd "$ROOT" && cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+            cmake --build build -j "$(nproc)" >/dev/null)
+    fi
+    [ -x "$ADAPTER_BIN" ] || die "no adapter binary at $ADAPTER_BIN"
+}
+
+# gen_cached KIND NAME ARGS...: bench/gen_series.lua output, cached by name.
+gen_cached() {
+    local kind=$1 name=$2; shift 2
+    local f=$BENCH_CACHE/$name
+    if [ ! -s "$f" ] || [ "$f" -ot "$BENCH_SRC/gen_series.lua" ]; then
+        log "generating $name"
+        (cd "$ROOT" && luajit bench/gen_series.lua "$kind" "$f.tmp" "$@") && mv "$f.tmp" "$f"
+    fi
+    echo "$f"
+}
+
+# start_nginx SERIES_FILE QUERY_FILE -> sets NGINX_PORT. Static answers for
+# /api/v1/series and /api/v1/query (GET and POST).
+start_nginx() {
+    local d=$BENCH_DIR/nginx
+    mkdir -p "$d/tmp"
+    ln -sf "$1" "$d/series.json"
+    ln -sf "$2" "$d/query.json"
+    NGINX_PORT=$(free_port)
+    sed -e "s|@DIR@|$d|g" -e "s|@PORT@|$NGINX_PORT|g" "$BENCH_SRC/nginx.conf.in" >"$d/nginx.conf"
+    nginx -e "$d/nginx-error.log" -p "$d" -c "$d/nginx.conf" &
+    BENCH_PIDS+=($!)
+    wait_http "http://127.0.0.1:$NGINX_PORT/api/v1/query" 10 || die "nginx did not start: $(tail -5 "$d/nginx-error.log")"
+}
+
+# start_kube [STATE_FILE] -> sets KUBE_PORT, KUBECONFIG_FILE.
+start_kube() {
+    local out=$BENCH_DIR/kube.out
+    (cd "$ROOT" && exec luajit spec/fixtures/fake_kube.lua --port 0 ${1:+--state-file "$1"}) \
+        >"$out" 2>"$BENCH_DIR/kube.err" &
+    BENCH_PIDS+=($!)
+    for _ in $(seq 100); do
+        KUBE_PORT=$(sed -n 's/^PORT \([0-9]*\)$/\1/p' "$out" | head -1)
+        [ -n "$KUBE_PORT" ] && break
+        sleep 0.1
+    done
+    [ -n "${KUBE_PORT:-}" ] || die "fake kube did not start: $(tail -5 "$BENCH_DIR/kube.err")"
+    KUBECONFIG_FILE=$BENCH_DIR/kubeconfig
+    cat >"$KUBECONFIG_FILE" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: http://127.0.0.1:$KUBE_PORT
+users:
+- name: fake
+  user:
+    token: fake-token
+contexts:
+- name: fake
+  context:
+    cluster: fake
+    user: fake
+current-context: fake
+EOF
+}
+
+# wait_http URL SECONDS: until URL answers 200 (curl -k), bounded.
+wait_http() {
+    local url=$1 secs=$2 i
+    for i in $(seq $((secs * 20))); do
+        [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null)" = 200 ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# start_adapter CONFIG ARGS... -> sets ADAPTER_PID, ADAPTER_PORT,
+# ADAPTER_LOG, ADAPTER_START (epoch seconds, float). Does not wait.
+# The serving certificate is generated once per work directory.
+start_adapter() {
+    local cfg=$1; shift
+    ADAPTER_PORT=$(free_port)
+    ADAPTER_LOG=$BENCH_DIR/adapter.log
+    mkdir -p "$BENCH_DIR/certs"
+    ADAPTER_START=$(date +%s.%N)
+    "$ADAPTER_BIN" --secure-port="$ADAPTER_PORT" --bind-address=127.0.0.1 \
+        --cert-dir="$BENCH_DIR/certs" --config="$cfg" \
+        --prometheus-url="http://127.0.0.1:${NGINX_PORT:?}" \
+        --lister-kubeconfig="${KUBECONFIG_FILE:?}" "$@" 2>"$ADAPTER_LOG" &
+    ADAPTER_PID=$!
+    BENCH_PIDS+=($ADAPTER_PID)
+}
+
+# wait_ready SECONDS: until the adapter's /readyz answers 200.
+wait_ready() {
+    wait_http "https://127.0.0.1:$ADAPTER_PORT/readyz" "$1" ||
+        die "adapter not ready after $1 s; log: $(tail -20 "$ADAPTER_LOG")"
+}
+
+stop_adapter() {
+    kill "$ADAPTER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$ADAPTER_PID" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$ADAPTER_PID" 2>/dev/null || true
+}
+
+# proc_kb PID FIELD: a /proc/PID/status field (VmRSS, VmHWM) in kB.
+proc_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# klog_time LINE: seconds since midnight (UTC) of a klog line
+# ("I1129 12:08:10.123456 ...").
+klog_time() {
+    awk '{ split($2, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] }' <<<"$1"
+}
+
+machine_info() {
+    echo "machine: nproc $(nproc), $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)," \
+        "$(free -m | awk '/^Mem:/ { print $2 " MB RAM" }'), kernel $(uname -r)," \
+        "Debian $(cat /etc/debian_version 2>/dev/null || echo ?)"
+    echo "adapter: $ADAPTER_BIN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+}
