@@ -1,10 +1,12 @@
 /* prom.c: the Prometheus HTTP API client (see prom.h; spec-server.md §9,
  * spec-rules.md §5.1).
  * Provides: prom_client_new/free, prom_series (streamed, reduced to shapes),
- * prom_query (instant queries), the URL/time/duration formatting helpers.
+ * prom_query (instant queries, coalesced and optionally cached), the
+ * URL/time/duration formatting helpers.
  * Uses: http_client (transport; the caller's per-thread handle), yajl
  * (callback parser for series bodies, tree parser for query bodies), log,
- * buf, pthread (a mutex around the token-file cache).
+ * buf, pthread (a mutex around the token-file cache; one mutex for the
+ * in-flight table, the query cache and the counters).
  * Must never: buffer a whole series body or keep label values, log tokens
  * or passwords (URLs are logged without user-info), or touch libcurl
  * directly. */
@@ -231,7 +233,45 @@ struct prom_client {
     char *tls_strs[7];
     long timeout_ms;
     size_t max_get_length;
+    /* Coalescing and the query cache (see prom.h). mu guards flights, the
+     * cache and stats; it is held only for table work, never across a
+     * Prometheus call. */
+    pthread_mutex_t mu;
+    struct flight *flights;         /* queries being fetched right now */
+    long cache_ttl_ms;
+    size_t cache_max;
+    struct centry **buckets;        /* NBUCKETS chains, NULL when no cache */
+    struct centry *fifo_head, *fifo_tail; /* insertion = expiry order */
+    size_t ncache;
+    struct prom_stats stats;
 };
+
+/* One instant query in flight: the caller that created it (the leader)
+ * performs the request; callers of the same PromQL wait on cv. Freed by
+ * whoever drops refs to 0 (under p->mu). */
+struct flight {
+    struct flight *next;
+    char *key;                      /* the PromQL */
+    pthread_cond_t cv;              /* CLOCK_MONOTONIC */
+    int refs;                       /* leader + waiting callers */
+    bool done;
+    int rc;
+    struct prom_result *res;        /* one reference, held by the flight */
+    char err[1024];
+};
+
+/* One cached answer: a reference to a result, until expires_ms. */
+struct centry {
+    struct centry *hnext;           /* bucket chain */
+    struct centry *qnext;           /* FIFO */
+    char *key;
+    uint32_t hash;
+    long long expires_ms;           /* monotonic */
+    struct prom_result *res;        /* one reference */
+};
+
+#define NBUCKETS 1024
+#define DEFAULT_CACHE_MAX 1024
 
 static int
 token_byte(unsigned char c)
@@ -480,6 +520,7 @@ prom_client_new(const struct prom_options *o, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&p->mu, NULL);
     if (strcmp(verb, "GET") != 0 && strcmp(verb, "POST") != 0) {
         snprintf(err, errlen,
                  "unsupported Prometheus HTTP verb \"%s\"; supported verbs: "
@@ -538,6 +579,15 @@ prom_client_new(const struct prom_options *o, char *err, size_t errlen)
     p->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     p->max_get_length = o->max_get_length ? o->max_get_length
                                           : DEFAULT_MAX_GET;
+    p->cache_ttl_ms = o->query_cache_ttl_ms > 0 ? o->query_cache_ttl_ms : 0;
+    p->cache_max = o->query_cache_max ? o->query_cache_max : DEFAULT_CACHE_MAX;
+    if (p->cache_ttl_ms > 0) {
+        p->buckets = calloc(NBUCKETS, sizeof *p->buckets);
+        if (!p->buckets) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     return p;
 fail:
     prom_client_free(p);
@@ -567,6 +617,16 @@ prom_client_free(struct prom_client *p)
     free(p->auth_token);
     for (size_t i = 0; i < 7; i++)
         free(p->tls_strs[i]);
+    /* No call may be running (the caller's contract), so no flights. */
+    while (p->fifo_head) {
+        struct centry *e = p->fifo_head;
+        p->fifo_head = e->qnext;
+        prom_result_free(e->res);
+        free(e->key);
+        free(e);
+    }
+    free(p->buckets);
+    pthread_mutex_destroy(&p->mu);
     free(p);
 }
 
@@ -1325,8 +1385,19 @@ prom_result_free(struct prom_result *r)
 {
     if (!r)
         return;
+    /* The last holder frees; a release happens-after every read by the
+     * other holders thanks to the acq_rel ordering. */
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
     arena_free(r->arena);
     free(r);
+}
+
+static struct prom_result *
+result_ref(struct prom_result *r)
+{
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    return r;
 }
 
 /* Prometheus timestamps: <sec>[.<frac>], fraction cut or padded to ms. */
@@ -1479,8 +1550,10 @@ obj_get(yajl_val o, const char *key)
     return NULL;
 }
 
-int
-prom_query(struct prom_client *p, struct http_client *hc, const char *promql,
+/* One instant query on the wire, no sharing: *out gets a fresh result
+ * holding one reference. */
+static int
+query_once(struct prom_client *p, struct http_client *hc, const char *promql,
            double time, double timeout_s, struct prom_result **out,
            char *err, size_t errlen)
 {
@@ -1535,7 +1608,13 @@ prom_query(struct prom_client *p, struct http_client *hc, const char *promql,
     result = obj_get(data, "result");
     t = YAJL_IS_STRING(rtype) ? rtype->u.string : "";
     r = calloc(1, sizeof *r);
-    if (!r || !(r->arena = calloc(1, sizeof *r->arena))) {
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    atomic_init(&r->refs, 1);
+    r->time = time;
+    if (!(r->arena = calloc(1, sizeof *r->arena))) {
         snprintf(err, errlen, "out of memory");
         goto done;
     }
@@ -1590,4 +1669,210 @@ done:
     yajl_tree_free(root);
     buf_free(&resp.body);
     return rc;
+}
+
+/* -- Coalescing and the query cache ----------------------------------------- */
+
+static long long
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drops one reference to f; the last one frees it. p->mu held. */
+static void
+flight_release(struct flight *f)
+{
+    if (--f->refs > 0)
+        return;
+    prom_result_free(f->res);
+    pthread_cond_destroy(&f->cv);
+    free(f->key);
+    free(f);
+}
+
+static struct flight *
+flight_new(const char *key)
+{
+    struct flight *f = calloc(1, sizeof *f);
+    pthread_condattr_t ca;
+
+    if (!f)
+        return NULL;
+    f->key = strdup(key);
+    if (!f->key) {
+        free(f);
+        return NULL;
+    }
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    f->refs = 1;
+    return f;
+}
+
+/* Removes the oldest cache entry. p->mu held, cache non-empty. */
+static void
+cache_pop(struct prom_client *p)
+{
+    struct centry *e = p->fifo_head, **pp;
+
+    p->fifo_head = e->qnext;
+    if (!p->fifo_head)
+        p->fifo_tail = NULL;
+    for (pp = &p->buckets[e->hash % NBUCKETS]; *pp != e; pp = &(*pp)->hnext)
+        ;
+    *pp = e->hnext;
+    p->ncache--;
+    prom_result_free(e->res);
+    free(e->key);
+    free(e);
+}
+
+/* A live cached answer for key (one new reference), or NULL. p->mu held. */
+static struct prom_result *
+cache_get(struct prom_client *p, const char *key, long long now)
+{
+    uint32_t h = hash_bytes((const unsigned char *)key, strlen(key));
+
+    for (struct centry *e = p->buckets[h % NBUCKETS]; e; e = e->hnext)
+        if (e->hash == h && strcmp(e->key, key) == 0)
+            return e->expires_ms > now ? result_ref(e->res) : NULL;
+    return NULL;
+}
+
+/* Caches res (takes a new reference) for the TTL. Every entry has the same
+ * TTL, so the FIFO is in expiry order: expired entries are all at its head.
+ * A full cache drops its oldest entries. p->mu held. */
+static void
+cache_put(struct prom_client *p, const char *key, struct prom_result *res,
+          long long now)
+{
+    uint32_t h = hash_bytes((const unsigned char *)key, strlen(key));
+    struct centry *e;
+
+    while (p->fifo_head &&
+           (p->fifo_head->expires_ms <= now || p->ncache >= p->cache_max))
+        cache_pop(p);
+    for (e = p->buckets[h % NBUCKETS]; e; e = e->hnext)
+        if (e->hash == h && strcmp(e->key, key) == 0)
+            return;    /* a live answer is there already */
+    e = calloc(1, sizeof *e);
+    if (!e || !(e->key = strdup(key))) {
+        free(e);
+        return;        /* not caching is always correct */
+    }
+    e->hash = h;
+    e->expires_ms = now + p->cache_ttl_ms;
+    e->res = result_ref(res);
+    e->hnext = p->buckets[h % NBUCKETS];
+    p->buckets[h % NBUCKETS] = e;
+    if (p->fifo_tail)
+        p->fifo_tail->qnext = e;
+    else
+        p->fifo_head = e;
+    p->fifo_tail = e;
+    p->ncache++;
+}
+
+/* Keyed by the PromQL alone: time= differs between any two calls (it is
+ * "now"), and a caller that joins gets an answer evaluated at most one
+ * call's duration earlier. The waiter's own deadline bounds its wait. */
+int
+prom_query(struct prom_client *p, struct http_client *hc, const char *promql,
+           double time, double timeout_s, struct prom_result **out,
+           char *err, size_t errlen)
+{
+    struct flight *f;
+    struct prom_result *res = NULL;
+    long wait_ms = timeout_s > 0 ? (long)(timeout_s * 1000.0) + 1
+                                 : p->timeout_ms;
+    int rc = -1;
+
+    *out = NULL;
+    pthread_mutex_lock(&p->mu);
+    p->stats.queries++;
+    if (p->cache_ttl_ms > 0) {
+        res = cache_get(p, promql, mono_ms());
+        if (res) {
+            p->stats.cache_hits++;
+            pthread_mutex_unlock(&p->mu);
+            LOGV(5, "query answered from the cache: %s", promql);
+            *out = res;
+            return 0;
+        }
+    }
+    for (f = p->flights; f; f = f->next)
+        if (strcmp(f->key, promql) == 0)
+            break;
+    if (f) {
+        long long dl = mono_ms() + wait_ms;
+        struct timespec ts = { .tv_sec = dl / 1000,
+                               .tv_nsec = (long)(dl % 1000) * 1000000L };
+        int w = 0;
+
+        f->refs++;
+        while (!f->done && w != ETIMEDOUT)
+            w = pthread_cond_timedwait(&f->cv, &p->mu, &ts);
+        if (!f->done) {
+            snprintf(err, errlen, "timeout: no answer from Prometheus within "
+                     "%ldms (waiting for an identical query)", wait_ms);
+        } else if (f->rc == 0) {
+            p->stats.coalesced++;
+            *out = result_ref(f->res);
+            rc = 0;
+        } else {
+            p->stats.coalesced++;
+            snprintf(err, errlen, "%s", f->err);
+        }
+        flight_release(f);
+        pthread_mutex_unlock(&p->mu);
+        LOGV(5, "query shared an in-flight request (rc %d): %s", rc, promql);
+        return rc;
+    }
+    f = flight_new(promql);
+    if (f) {
+        f->next = p->flights;
+        p->flights = f;
+    }
+    p->stats.requests++;
+    pthread_mutex_unlock(&p->mu);
+
+    rc = query_once(p, hc, promql, time, timeout_s, &res, err, errlen);
+    if (!f) {   /* out of memory for the table: an unshared call */
+        *out = res;
+        return rc;
+    }
+
+    pthread_mutex_lock(&p->mu);
+    for (struct flight **pp = &p->flights; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    f->done = true;
+    f->rc = rc;
+    if (rc == 0) {
+        f->res = res;                 /* the flight's reference */
+        *out = result_ref(res);
+        if (p->cache_ttl_ms > 0)
+            cache_put(p, promql, res, mono_ms());
+    } else {
+        snprintf(f->err, sizeof f->err, "%s", err);
+    }
+    pthread_cond_broadcast(&f->cv);
+    flight_release(f);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+void
+prom_stats(struct prom_client *p, struct prom_stats *out)
+{
+    pthread_mutex_lock(&p->mu);
+    *out = p->stats;
+    pthread_mutex_unlock(&p->mu);
 }

@@ -7,11 +7,19 @@
  * thread owns it).
  *
  * Thread affinity: a struct prom_client is immutable after prom_client_new
- * except for the cached token-file contents, which are guarded by a mutex,
- * so one client is shared by every thread. Each call takes the calling
- * thread's own struct http_client. */
+ * except for the cached token-file contents, the in-flight query table and
+ * the query cache, each guarded by its own mutex, so one client is shared
+ * by every thread. Each call takes the calling thread's own struct
+ * http_client.
+ *
+ * Query coalescing: identical concurrent prom_query calls (same PromQL)
+ * share one Prometheus request; the first caller performs it, the others
+ * wait (each up to its own deadline) and receive the same result, shared
+ * read-only and reference-counted. With query_cache_ttl_ms > 0 a successful
+ * answer is also served from memory to identical queries for that long. */
 #ifndef ADAPTER_PROM_H
 #define ADAPTER_PROM_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include "http_client.h"
@@ -34,6 +42,8 @@ struct prom_options {
     long timeout_ms;               /* whole-call timeout; 0 = 30000 */
     size_t max_get_length;         /* longest GET URL; 0 = 8192; a longer
                                     * GET is sent as POST */
+    long query_cache_ttl_ms;       /* --query-cache-ttl; 0 = no cache */
+    size_t query_cache_max;        /* cached answers kept; 0 = 1024 */
 };
 
 struct prom_client;
@@ -66,11 +76,16 @@ struct prom_sample {
     double ts;                     /* seconds, millisecond precision */
 };
 
+/* A query result. It may be shared by several callers (coalescing, the
+ * cache): treat it as read-only; every holder releases its reference with
+ * prom_result_free, the last one frees it. */
 struct prom_result {
     enum prom_type type;
     size_t n;
     struct prom_sample *samples;   /* MATRIX: left empty (n = 0) */
     struct prom_arena *arena;      /* owns samples and their strings */
+    double time;                   /* the evaluation time sent (time=) */
+    atomic_int refs;               /* private: holders of this result */
 };
 
 /* What a call puts on the wire (exposed so tests can check it). */
@@ -100,12 +115,25 @@ void prom_shapes_free(struct prom_shapes *s);
 
 /* GET|POST <base>/api/v1/query?query=<promql>&time=<time>[&timeout=<d>].
  * timeout_s > 0 adds timeout= (the caller's real remaining time) and also
- * caps the HTTP call at that time. *out is owned by the caller
- * (prom_result_free). */
+ * caps the HTTP call, or the wait for a shared one, at that time. *out is
+ * one reference to a possibly shared, read-only result (prom_result_free).
+ * A caller that joins an identical in-flight query (or hits the cache)
+ * gets that query's answer: its evaluation time is the first caller's
+ * (r->time), at most the call's duration (or the cache TTL) earlier. */
 int prom_query(struct prom_client *p, struct http_client *hc,
                const char *promql, double time, double timeout_s,
                struct prom_result **out, char *err, size_t errlen);
+/* Releases one reference; NULL is a no-op. */
 void prom_result_free(struct prom_result *r);
+
+/* Counters since start-up (for logs and /metrics). */
+struct prom_stats {
+    unsigned long long queries;    /* prom_query calls */
+    unsigned long long requests;   /* instant-query requests sent */
+    unsigned long long coalesced;  /* calls answered by another's request */
+    unsigned long long cache_hits; /* calls answered from the cache */
+};
+void prom_stats(struct prom_client *p, struct prom_stats *out);
 
 /* Wall-clock time in seconds, truncated to milliseconds. */
 double prom_now(void);

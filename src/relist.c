@@ -12,9 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Minimum spacing of discovery refreshes triggered by request misses. */
 #define POKE_MIN_INTERVAL_MS 30000L
+
+/* Retries of a failed series call within one relist, so a transient
+ * failure (connection refused, timeout, 5xx, an overloaded Prometheus)
+ * does not cost a whole --metrics-relist-interval: the delay doubles from
+ * RETRY_BASE_MS (capped at RETRY_CAP_MS) with +-20% jitter so replicas do
+ * not retry in step, and no retry starts later than one relist interval
+ * after the first attempt. */
+#define RETRY_MAX 3
+#define RETRY_BASE_MS 500L
+#define RETRY_CAP_MS 10000L
 
 struct relist {
     struct relist_opts o;
@@ -27,6 +38,7 @@ struct relist {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, poked, started;
+    unsigned seed;                  /* retry jitter (relist thread only) */
 };
 
 static long long
@@ -117,6 +129,59 @@ carry_over(const struct cache_snap *prev, struct cache_snap *next, bool custom,
     return 0;
 }
 
+/* Sleeps ms on the relist's condition variable; true when stop was asked
+ * (a poke does not end the sleep: it is kept for the next round). */
+static bool
+sleep_or_stop(struct relist *r, long ms)
+{
+    long long until = now_ms() + ms;
+    bool stop;
+
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop && now_ms() < until) {
+        long long wait = until - now_ms();
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    }
+    stop = r->stop;
+    pthread_mutex_unlock(&r->mu);
+    return stop;
+}
+
+/* prom_series with retries (see RETRY_MAX). A bad_data answer is the
+ * query's own fault and is not retried. */
+static int
+series_retry(struct relist *r, const char *query, double start,
+             struct prom_shapes **out, char *err, size_t errlen)
+{
+    long long first = now_ms();
+    long delay = RETRY_BASE_MS;
+
+    for (int attempt = 0;; attempt++) {
+        if (prom_series(r->o.prom, r->http, query, start, out, err,
+                        errlen) == 0)
+            return 0;
+        if (attempt >= RETRY_MAX || strncmp(err, "bad_data:", 9) == 0)
+            return -1;
+        long jitter = delay / 5;
+        long d = delay - jitter + (long)(rand_r(&r->seed) % (2 * jitter + 1));
+        if (now_ms() + d - first > r->o.interval_ms)
+            return -1;
+        LOGW("series query \"%s\" failed (%s); retry %d in %ldms", query, err,
+             attempt + 1, d);
+        if (sleep_or_stop(r, d))
+            return -1;
+        delay = delay * 2 > RETRY_CAP_MS ? RETRY_CAP_MS : delay * 2;
+    }
+}
+
 /* One kind's relist into snap. */
 static int
 relist_kind(struct relist *r, const char *kind, const struct cache_snap *prev,
@@ -138,8 +203,8 @@ relist_kind(struct relist *r, const char *kind, const struct cache_snap *prev,
     if (!shapes || !errors)
         goto done;
     for (size_t i = 0; i < nq; i++) {
-        if (prom_series(r->o.prom, r->http, queries[i], start, &shapes[i],
-                        err, sizeof err) != 0) {
+        if (series_retry(r, queries[i], start, &shapes[i], err,
+                         sizeof err) != 0) {
             LOGE("unable to fetch metrics for query \"%s\": %s", queries[i], err);
             shapes[i] = NULL;
             errors[i] = strdup(err);
@@ -267,6 +332,7 @@ relist_start(const struct relist_opts *o, char *err, size_t errlen)
         return NULL;
     }
     r->o = *o;
+    r->seed = (unsigned)now_ms() ^ (unsigned)getpid();
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     r->http = http_client_new(err, errlen);
