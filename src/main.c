@@ -66,6 +66,7 @@ make_prom(const struct options *o, struct kube_config *auth, char *err,
         .token_file = *o->prometheus_token_file ? o->prometheus_token_file : NULL,
         .timeout_ms = (long)o->prometheus_timeout_ms,
         .max_get_length = (size_t)o->prometheus_max_get_length,
+        .query_cache_ttl_ms = (long)o->query_cache_ttl_ms,
     };
     if (*o->prometheus_ca_file) {
         tls.ca_file = o->prometheus_ca_file;
