@@ -110,6 +110,7 @@ main(int argc, char **argv)
         return 2;
     }
     log_set_verbosity(o.v);
+    flags_log(&o);
     flags_warn_unimplemented(&o);
 
     /* Signals are taken by sigwait below; every thread inherits the mask. */
