@@ -94,12 +94,12 @@ l_regex(lua_State *L)
     return 1;
 }
 
+/* The regex of argument 1; NULL once collected (only reachable from a
+ * __gc-resurrected reference), which the l_ callers turn into an error. */
 static struct rx *
-check_rx(lua_State *L)
+to_rx(lua_State *L)
 {
     struct lrx *u = luaL_checkudata(L, 1, RX_MT);
-    if (!u->rx)
-        luaL_argerror(L, 1, "regex already freed");
     return u->rx;
 }
 
@@ -107,12 +107,15 @@ check_rx(lua_State *L)
 static int
 l_rx_test(lua_State *L)
 {
-    struct rx *rx = check_rx(L);
+    struct rx *rx = to_rx(L);
     size_t n;
     const char *s = luaL_checklstring(L, 2, &n);
     char err[256];
-    int r = rx_search(rx, s, n, NULL, 0, err, sizeof err);
+    int r;
 
+    if (!rx)
+        return luaL_argerror(L, 1, "regex already freed");
+    r = rx_search(rx, s, n, NULL, 0, err, sizeof err);
     if (r < 0)
         return luaL_error(L, "%s", err);
     lua_pushboolean(L, r);
@@ -123,13 +126,18 @@ l_rx_test(lua_State *L)
 static int
 l_rx_match(lua_State *L)
 {
-    struct rx *rx = check_rx(L);
-    size_t n, nvec = 2 * ((size_t)rx_ncaptures(rx) + 1);
+    struct rx *rx = to_rx(L);
+    size_t n, nvec, *ov;
     const char *s = luaL_checklstring(L, 2, &n);
     char err[256];
+    int r;
+
+    if (!rx)
+        return luaL_argerror(L, 1, "regex already freed");
+    nvec = 2 * ((size_t)rx_ncaptures(rx) + 1);
     /* scratch owned by the GC, so a raise below leaks nothing */
-    size_t *ov = lua_newuserdata(L, nvec * sizeof *ov);
-    int r = rx_search(rx, s, n, ov, nvec, err, sizeof err);
+    ov = lua_newuserdata(L, nvec * sizeof *ov);
+    r = rx_search(rx, s, n, ov, nvec, err, sizeof err);
 
     if (r < 0)
         return luaL_error(L, "%s", err);
@@ -151,7 +159,10 @@ l_rx_match(lua_State *L)
 static int
 l_rx_ncaptures(lua_State *L)
 {
-    lua_pushinteger(L, rx_ncaptures(check_rx(L)));
+    struct rx *rx = to_rx(L);
+    if (!rx)
+        return luaL_argerror(L, 1, "regex already freed");
+    lua_pushinteger(L, rx_ncaptures(rx));
     return 1;
 }
 
@@ -159,9 +170,12 @@ l_rx_ncaptures(lua_State *L)
 static int
 l_rx_names(lua_State *L)
 {
-    struct rx *rx = check_rx(L);
-    int n = rx_name_count(rx);
+    struct rx *rx = to_rx(L);
+    int n;
 
+    if (!rx)
+        return luaL_argerror(L, 1, "regex already freed");
+    n = rx_name_count(rx);
     lua_createtable(L, 0, n);
     for (int i = n - 1; i >= 0; i--) {
         int g;
@@ -175,7 +189,10 @@ l_rx_names(lua_State *L)
 static int
 l_rx_pattern(lua_State *L)
 {
-    lua_pushstring(L, rx_pattern(check_rx(L)));
+    struct rx *rx = to_rx(L);
+    if (!rx)
+        return luaL_argerror(L, 1, "regex already freed");
+    lua_pushstring(L, rx_pattern(rx));
     return 1;
 }
 
