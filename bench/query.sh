@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# bench/query.sh: selector queries over the pods of one namespace,
+#   GET /apis/custom.metrics.k8s.io/v1beta1/namespaces/bench/pods/%2A/bench_metric_001?labelSelector=...
+# driven by wrk over HTTPS (keep-alive), against nginx as an instant fake
+# Prometheus (a static 1,000-sample vector) and the spec fake Kubernetes API
+# holding PODS pods (the adapter's watch-fed object cache is warmed by one
+# request first, so the measured requests make no Kubernetes call).
+# Prints wrk's requests/s and p50/p90/p99 latency for each wrk setting.
+# Usage: bench/query.sh [PODS]   (default 1000)
+# Env: WRK_SETTINGS ("THREADS:CONNECTIONS ...", default "1:1 1:4 2:8 2:16 2:32"),
+#      WRK_DURATION (default 10s), SELECTORS (default "app=bench shard=s7":
+#      every pod, and 1 pod in 100), ADAPTER_ARGS (extra adapter flags).
+# Uses: bench/lib.sh, wrk. Bounded: wrk runs for WRK_DURATION; every wait
+# has a limit; everything started is stopped on exit.
+source "$(dirname "$0")/lib.sh"
+
+PODS=${1:-1000}
+SETTINGS=${WRK_SETTINGS:-1:1 1:4 2:8 2:16 2:32}
+DURATION=${WRK_DURATION:-10s}
+SELECTORS=${SELECTORS:-app=bench shard=s7}
+command -v wrk >/dev/null || die "wrk is not installed (scripts/deps.sh bench)"
+
+ensure_adapter
+series=$(gen_cached series "series-${PODS}x1.json" "$PODS" 1)
+query=$(gen_cached vector "vector-${PODS}.json" "$PODS" bench)
+start_nginx "$series" "$query"
+
+# PODS pods in namespace "bench": app=bench on all, shard=s<i mod 100>.
+state=$BENCH_DIR/kube-state.json
+PODS=$PODS luajit -e '
+    local cjson = require "cjson"
+    local n, items = tonumber(os.getenv("PODS")), {}
+    for i = 1, n do
+        items[i] = { name = string.format("pod-%05d", i), namespace = "bench",
+            labels = { app = "bench", shard = "s" .. (i % 100) }, phase = "Running" }
+    end
+    io.write(cjson.encode({ objects = { { resource = "pods", items = items } } }))
+' >"$state"
+start_kube "$state"
+
+cfg=$BENCH_DIR/query-rules.yaml
+cat >"$cfg" <<'EOF'
+rules:
+- seriesQuery: '{__name__=~"^bench_metric_.*",namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name: {matches: "^(.*)_total$", as: ""}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)'
+EOF
+
+machine_info
+# shellcheck disable=SC2086
+start_adapter "$cfg" --metrics-relist-interval=1h ${ADAPTER_ARGS:-}
+wait_ready 60
+base="https://127.0.0.1:$ADAPTER_PORT/apis/custom.metrics.k8s.io/v1beta1/namespaces/bench/pods/%2A/bench_metric_001"
+
+for sel in $SELECTORS; do
+    url="$base?labelSelector=$sel"
+    # Warm the object cache and check the answer: one item per selected pod.
+    body=$BENCH_DIR/answer.json
+    code=$(curl -sk -o "$body" -w '%{http_code}' --max-time 15 "$url")
+    [ "$code" = 200 ] || die "warm-up answered $code: $(head -c 300 "$body")"
+    items=$(luajit -e 'local d = require("cjson").decode(io.read("*a")); print(#d.items)' <"$body")
+    echo "selector $sel: $items items, $(wc -c <"$body") bytes per answer"
+    for s in $SETTINGS; do
+        t=${s%%:*} c=${s##*:}
+        out=$BENCH_DIR/wrk.out
+        timeout 120 wrk -t "$t" -c "$c" -d "$DURATION" --latency "$url" >"$out" 2>&1 ||
+            die "wrk failed: $(cat "$out")"
+        awk -v t="$t" -v c="$c" '
+            /Requests\/sec/ { rps = $2 }
+            $1 == "50%" { p50 = $2 } $1 == "90%" { p90 = $2 } $1 == "99%" { p99 = $2 }
+            /Non-2xx/ { bad = $NF }
+            /Socket errors/ { errs = $0 }
+            END { printf "  wrk -t%d -c%-3d %9.0f req/s  p50 %-8s p90 %-8s p99 %-8s%s%s\n",
+                  t, c, rps, p50, p90, p99, bad ? "  NON-2XX " bad : "", errs ? "  " errs : "" }
+        ' "$out"
+    done
+done
+echo "adapter RSS after the runs: $(mb "$(proc_kb "$ADAPTER_PID" VmRSS)") MB (peak $(mb "$(proc_kb "$ADAPTER_PID" VmHWM)") MB)"
+n=$(curl -s "http://127.0.0.1:$KUBE_PORT/_fake/requests" | luajit -e '
+    local d = require("cjson").decode(io.read("*a")); d = d.requests or d; print(#d)')
+echo "Kubernetes API requests during the whole run: $n"
