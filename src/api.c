@@ -198,7 +198,8 @@ route_apis(struct api_call *c, const struct httputil_segs *s)
     }
     const char *group = s->seg[1];
     bool installed = (!strcmp(group, CUSTOM_GROUP) && c->api->has_custom) ||
-                     (!strcmp(group, EXTERNAL_GROUP) && c->api->has_external);
+                     (!strcmp(group, EXTERNAL_GROUP) && c->api->has_external) ||
+                     (!strcmp(group, RESOURCE_GROUP) && c->api->has_resource);
     if (!installed) {
         status_route_not_found(c->resp);
         return;
@@ -228,6 +229,13 @@ route_apis(struct api_call *c, const struct httputil_segs *s)
             external_discovery(c);
         else
             external_handle(c, s->seg + 3, s->n - 3);
+        return;
+    }
+    if (!strcmp(group, RESOURCE_GROUP)) {
+        if (s->n == 3)
+            resource_discovery(c);
+        else
+            resource_handle(c, s->seg + 3, s->n - 3);
         return;
     }
     status_route_not_found(c->resp);

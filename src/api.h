@@ -74,4 +74,11 @@ void custom_discovery(struct api_call *c, const char *version);
 /* external.metrics.k8s.io/v1beta1/<segs...> and its APIResourceList. */
 void external_handle(struct api_call *c, const char *const *segs, size_t n);
 void external_discovery(struct api_call *c);
+
+/* metrics.k8s.io/v1beta1/<segs...> (resource.c) and its APIResourceList. */
+void resource_handle(struct api_call *c, const char *const *segs, size_t n);
+void resource_discovery(struct api_call *c);
+/* Resource-metrics Prometheus queries that failed so far (decisions #31:
+ * silent to the client, logged and counted). */
+unsigned long resource_query_failures(void);
 #endif
