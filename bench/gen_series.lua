@@ -1,9 +1,14 @@
 -- gen_series.lua: writes the fake Prometheus answers the benchmarks serve
 -- statically (bench/README.md says which benchmark uses which file).
 --   luajit bench/gen_series.lua series OUT PODS NAMES   /api/v1/series body
---   luajit bench/gen_series.lua vector OUT PODS NS       /api/v1/query body
+--   luajit bench/gen_series.lua vector OUT PODS NS [MOD REM]
+--                                                        /api/v1/query body
+--   (vector: one sample per pod-NNNNN, N = 1..PODS; with MOD and REM only
+--   the pods with N % MOD == REM, i.e. what Prometheus answers to the
+--   query of a selector that picks those pods)
 -- Series have 6 labels: __name__, namespace, pod, container, job, instance.
 local mode, out, a, b = arg[1], arg[2], tonumber(arg[3]), arg[4]
+local mod, rem = tonumber(arg[5]), tonumber(arg[6])
 local f = assert(io.open(out, "w"))
 local buf, n = {}, 0
 local function emit(s)
@@ -27,9 +32,13 @@ if mode == "series" then
 elseif mode == "vector" then
   local pods, ns = a, b
   emit('{"status":"success","data":{"resultType":"vector","result":[')
+  local first = true
   for p = 1, pods do
-    emit(string.format('%s{"metric":{"pod":"pod-%05d"},"value":[1700000000.123,"%d.5"]}',
-      p == 1 and "" or ",", p, p))
+    if not mod or p % mod == rem then
+      emit(string.format('%s{"metric":{"pod":"pod-%05d"},"value":[1700000000.123,"%d.5"]}',
+        first and "" or ",", p, p))
+      first = false
+    end
   end
   emit(']}}')
 else

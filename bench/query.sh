@@ -9,7 +9,11 @@
 # Usage: bench/query.sh [PODS]   (default 1000)
 # Env: WRK_SETTINGS ("THREADS:CONNECTIONS ...", default "1:1 1:4 2:8 2:16 2:32"),
 #      WRK_DURATION (default 10s), SELECTORS (default "app=bench shard=s7":
-#      every pod, and 1 pod in 100), ADAPTER_ARGS (extra adapter flags).
+#      every pod, and 1 pod in 100; nginx answers each with the vector a
+#      real Prometheus would: every pod, or the pods N with N % 100 == K for
+#      shard=sK), ADAPTER_ARGS (extra adapter flags),
+#      PERF_DIR (record `perf record --call-graph dwarf` of the adapter during each wrk run
+#      into PERF_DIR/<selector>-t<T>c<C>.data, for `perf report -i`).
 # Uses: bench/lib.sh, wrk. Bounded: wrk runs for WRK_DURATION; every wait
 # has a limit; everything started is stopped on exit.
 source "$(dirname "$0")/lib.sh"
@@ -58,6 +62,13 @@ base="https://127.0.0.1:$ADAPTER_PORT/apis/custom.metrics.k8s.io/v1beta1/namespa
 
 for sel in $SELECTORS; do
     url="$base?labelSelector=$sel"
+    if [[ $sel =~ ^shard=s([0-9]+)$ ]]; then
+        k=${BASH_REMATCH[1]}
+        vec=$(gen_cached vector "vector-${PODS}-mod100-$k.json" "$PODS" bench 100 "$k")
+    else
+        vec=$query
+    fi
+    ln -sfn "$vec" "$BENCH_DIR/nginx/query.json"
     # Warm the object cache and check the answer: one item per selected pod.
     body=$BENCH_DIR/answer.json
     code=$(curl -sk -o "$body" -w '%{http_code}' --max-time 15 "$url")
@@ -67,8 +78,17 @@ for sel in $SELECTORS; do
     for s in $SETTINGS; do
         t=${s%%:*} c=${s##*:}
         out=$BENCH_DIR/wrk.out
+        perf_pid=
+        if [ -n "${PERF_DIR:-}" ]; then
+            mkdir -p "$PERF_DIR"
+            perf record -q -F 499 --call-graph dwarf -p "$ADAPTER_PID" -o "$PERF_DIR/${sel//[^a-z0-9]/_}-t${t}c$c.data" \
+                -- sleep "${DURATION%s}" >/dev/null 2>&1 &
+            perf_pid=$!
+            BENCH_PIDS+=($perf_pid)
+        fi
         timeout 120 wrk -t "$t" -c "$c" -d "$DURATION" --latency "$url" >"$out" 2>&1 ||
             die "wrk failed: $(cat "$out")"
+        [ -z "$perf_pid" ] || wait "$perf_pid" || true
         awk -v t="$t" -v c="$c" '
             /Requests\/sec/ { rps = $2 }
             $1 == "50%" { p50 = $2 } $1 == "90%" { p90 = $2 } $1 == "99%" { p99 = $2 }
