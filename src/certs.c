@@ -9,6 +9,7 @@
 #include "certs.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 #include "buf.h"
 #include "log.h"
@@ -482,5 +484,403 @@ certs_uuid4(char out[37])
              "%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5],
              r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
              r[15]);
+    return 0;
+}
+
+/* -- Serving certificate rotation ---------------------------------------- */
+
+struct file_id {
+    bool ok;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime, ctime;
+};
+
+struct certs_watch {
+    char *cert_path;
+    char *key_path;
+    long interval_ms;
+    certs_reload_fn fn;
+    void *arg;
+    pthread_t thread;
+    pthread_mutex_t mu;         /* guards stop; cv wakes the poller early */
+    pthread_cond_t cv;
+    bool stop;
+    struct file_id cert_id, key_id;
+};
+
+static void
+file_id_get(const char *path, struct file_id *id)
+{
+    struct stat st;
+
+    memset(id, 0, sizeof *id);
+    if (stat(path, &st) != 0)
+        return;
+    id->ok = true;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->size = st.st_size;
+    id->mtime = st.st_mtim;
+    id->ctime = st.st_ctim;
+}
+
+static bool
+file_id_eq(const struct file_id *a, const struct file_id *b)
+{
+    return a->ok == b->ok && a->dev == b->dev && a->ino == b->ino &&
+           a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+           a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec &&
+           a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* The poller thread: sleeps interval_ms on the condition variable (so
+ * certs_watch_stop wakes it at once), then compares the files' identity.
+ * A change is acted on only when both files are present and the pair
+ * loads and matches (a writer replacing them one at a time is seen as
+ * mismatched first, then as matched on a later tick). */
+static void *
+watch_main(void *p)
+{
+    struct certs_watch *w = p;
+    char err[1024];
+
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += w->interval_ms / 1000;
+        until.tv_nsec += (w->interval_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->cv, &w->mu, &until);
+        if (w->stop)
+            break;
+        pthread_mutex_unlock(&w->mu);
+
+        struct file_id c, k;
+        file_id_get(w->cert_path, &c);
+        file_id_get(w->key_path, &k);
+        if (c.ok && k.ok &&
+            (!file_id_eq(&c, &w->cert_id) || !file_id_eq(&k, &w->key_id))) {
+            char *cpem = NULL, *kpem = NULL;
+            if (load_pair(w->cert_path, w->key_path, &cpem, &kpem, err,
+                          sizeof err) == 0) {
+                LOGI("Loaded a new cert/key pair for \"serving-cert::%s::%s\"",
+                     w->cert_path, w->key_path);
+                w->fn(w->arg, cpem, kpem);
+                w->cert_id = c;
+                w->key_id = k;
+            } else {
+                LOGE("reloading the serving certificate: %s (keeping the "
+                     "current one)", err);
+            }
+            free(cpem);
+            free(kpem);
+        }
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void
+watch_free(struct certs_watch *w)
+{
+    free(w->cert_path);
+    free(w->key_path);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+struct certs_watch *
+certs_watch_start(const char *cert_file, const char *key_file,
+                  const char *cert_dir, long interval_ms, certs_reload_fn fn,
+                  void *arg, char *err, size_t errlen)
+{
+    struct certs_watch *w = calloc(1, sizeof *w);
+    const char *dir;
+    int e;
+
+    if (w == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (cert_file != NULL && cert_file[0] != '\0') {
+        w->cert_path = strdup(cert_file);
+        w->key_path = strdup(key_file != NULL ? key_file : "");
+    } else {
+        dir = cert_dir != NULL && cert_dir[0] != '\0' ? cert_dir
+                                                      : CERTS_DEFAULT_DIR;
+        w->cert_path = join(dir, "apiserver.crt");
+        w->key_path = join(dir, "apiserver.key");
+    }
+    if (w->cert_path == NULL || w->key_path == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    w->interval_ms = interval_ms > 0 ? interval_ms : 1000;
+    w->fn = fn;
+    w->arg = arg;
+    /* The pair certs_load just read is the baseline. */
+    file_id_get(w->cert_path, &w->cert_id);
+    file_id_get(w->key_path, &w->key_id);
+    if ((e = pthread_create(&w->thread, NULL, watch_main, w)) != 0) {
+        snprintf(err, errlen, "starting the certificate watcher: %s",
+                 strerror(e));
+        goto fail;
+    }
+    return w;
+fail:
+    watch_free(w);
+    return NULL;
+}
+
+void
+certs_watch_stop(struct certs_watch *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    watch_free(w);
+}
+
+/* -- Client certificate verification -------------------------------------- */
+
+struct certs_pool {
+    X509_STORE *store;          /* read-only after certs_pool_new */
+};
+
+struct certs_pool *
+certs_pool_new(const char *pem, char *err, size_t errlen)
+{
+    struct certs_pool *p = NULL;
+    BIO *bio = NULL;
+    X509 *x;
+    int count = 0;
+
+    if (pem == NULL || pem[0] == '\0') {
+        snprintf(err, errlen, "empty CA bundle");
+        return NULL;
+    }
+    p = calloc(1, sizeof *p);
+    if (p == NULL || (p->store = X509_STORE_new()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    bio = BIO_new_mem_buf(pem, -1);
+    if (bio == NULL) {
+        ssl_err(err, errlen, "reading the CA bundle");
+        goto fail;
+    }
+    while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+        int ok = X509_STORE_add_cert(p->store, x);
+        X509_free(x);       /* the store took its own reference */
+        if (ok != 1) {
+            ssl_err(err, errlen, "adding a CA certificate");
+            goto fail;
+        }
+        count++;
+    }
+    ERR_clear_error();      /* the end of the bundle queues a PEM error */
+    if (count == 0) {
+        snprintf(err, errlen, "data does not contain any valid RSA or "
+                 "ECDSA certificates");
+        goto fail;
+    }
+    BIO_free(bio);
+    return p;
+fail:
+    BIO_free(bio);
+    certs_pool_free(p);
+    return NULL;
+}
+
+void
+certs_pool_free(struct certs_pool *p)
+{
+    if (p == NULL)
+        return;
+    X509_STORE_free(p->store);
+    free(p);
+}
+
+void
+certs_subject_free(struct certs_subject *s)
+{
+    if (s == NULL)
+        return;
+    free(s->cn);
+    for (size_t i = 0; i < s->norgs; i++)
+        free(s->orgs[i]);
+    free(s->orgs);
+    memset(s, 0, sizeof *s);
+}
+
+/* Malloc'd UTF-8 text of one name entry; NULL on failure. */
+static char *
+entry_text(X509_NAME_ENTRY *e)
+{
+    unsigned char *utf8 = NULL;
+    int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+    char *out;
+
+    if (n < 0)
+        return NULL;
+    out = malloc((size_t)n + 1);
+    if (out != NULL) {
+        memcpy(out, utf8, (size_t)n);
+        out[n] = '\0';
+    }
+    OPENSSL_free(utf8);
+    return out;
+}
+
+static int
+subject_of(X509 *leaf, struct certs_subject *out, char *err, size_t errlen)
+{
+    X509_NAME *name = X509_get_subject_name(leaf);
+    int i, n = X509_NAME_entry_count(name);
+
+    memset(out, 0, sizeof *out);
+    for (i = 0; i < n; i++) {
+        X509_NAME_ENTRY *e = X509_NAME_get_entry(name, i);
+        int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+        char *t;
+        if (nid != NID_commonName && nid != NID_organizationName)
+            continue;
+        if ((t = entry_text(e)) == NULL)
+            goto fail;
+        if (nid == NID_commonName) {
+            /* Go's pkix.Name keeps the last CN it sees. */
+            free(out->cn);
+            out->cn = t;
+        } else {
+            char **o = realloc(out->orgs, (out->norgs + 1) * sizeof *o);
+            if (o == NULL) {
+                free(t);
+                goto fail;
+            }
+            out->orgs = o;
+            out->orgs[out->norgs++] = t;
+        }
+    }
+    if (out->cn == NULL && (out->cn = strdup("")) == NULL)
+        goto fail;
+    return 0;
+fail:
+    certs_subject_free(out);
+    snprintf(err, errlen, "reading the certificate subject: out of memory");
+    return -1;
+}
+
+/* Go-like text for an OpenSSL verification error. */
+static const char *
+verify_text(int code)
+{
+    switch (code) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+        return "x509: certificate signed by unknown authority";
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return "x509: certificate has expired or is not yet valid";
+    case X509_V_ERR_INVALID_PURPOSE:
+        return "x509: certificate specifies an incompatible key usage";
+    default:
+        return NULL;
+    }
+}
+
+int
+certs_verify_client(const struct certs_pool *p,
+                    const unsigned char *const *ders, const size_t *lens,
+                    size_t n, struct certs_subject *out, char *err,
+                    size_t errlen)
+{
+    X509 *leaf = NULL;
+    STACK_OF(X509) *inter = NULL;
+    X509_STORE_CTX *ctx = NULL;
+    int rc = -1;
+
+    memset(out, 0, sizeof *out);
+    if (p == NULL || n == 0) {
+        snprintf(err, errlen, "no client certificate");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *q = ders[i];
+        X509 *x = d2i_X509(NULL, &q, (long)lens[i]);
+        if (x == NULL) {
+            ssl_err(err, errlen, "x509: malformed certificate");
+            goto done;
+        }
+        if (i == 0) {
+            leaf = x;
+            continue;
+        }
+        if (inter == NULL && (inter = sk_X509_new_null()) == NULL) {
+            X509_free(x);
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        if (!sk_X509_push(inter, x)) {
+            X509_free(x);
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+    }
+    /* X509_STORE is safe for concurrent verification; each request has
+     * its own context. */
+    ctx = X509_STORE_CTX_new();
+    if (ctx == NULL ||
+        X509_STORE_CTX_init(ctx, p->store, leaf, inter) != 1) {
+        ssl_err(err, errlen, "x509: verification setup");
+        goto done;
+    }
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
+    if (X509_verify_cert(ctx) != 1) {
+        int code = X509_STORE_CTX_get_error(ctx);
+        const char *go = verify_text(code);
+        char *subj = X509_NAME_oneline(X509_get_subject_name(leaf), NULL, 0);
+        ERR_clear_error();
+        snprintf(err, errlen, "verifying certificate %s failed: %s",
+                 subj != NULL ? subj : "?",
+                 go != NULL ? go : X509_verify_cert_error_string(code));
+        OPENSSL_free(subj);
+        goto done;
+    }
+    rc = subject_of(leaf, out, err, errlen);
+done:
+    X509_STORE_CTX_free(ctx);
+    sk_X509_pop_free(inter, X509_free);
+    X509_free(leaf);
+    return rc;
+}
+
+int
+certs_sha256(const void *p, size_t n, unsigned char out[32])
+{
+    unsigned int len = 0;
+
+    if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1 || len != 32) {
+        ERR_clear_error();
+        return -1;
+    }
     return 0;
 }
