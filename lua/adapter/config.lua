@@ -11,6 +11,9 @@
 --             (templates, filters, name regexes, `as`) plus our load
 --             warnings (decisions.md 7, 23, 26, 27, 33, 34);
 --           config.parse_duration(s) -> ms | nil, err.
+-- Extension: each rule may carry `hooks: {match_series:, metric_name:,
+--   resources_for_series:, render_query:, compute:}` (names of functions
+--   exported by --lua-script files; docs/hooks.md).
 -- Uses: adapter.template, adapter.naming (regex compilation via core).
 -- Never: consults Kubernetes data (override normalisation happens in
 -- adapter.resources once set_resources supplies the RESTMapper).
@@ -135,6 +138,16 @@ local TYPES = {
         { "resources", "ResourceMapping" },
         { "name", "NameMapping" },
         { "metricsQuery", "string" },
+        -- per-rule user hooks: names of functions exported by --lua-script
+        -- files (adapter.hooks; the engine checks they exist)
+        { "hooks", "RuleHooks" },
+    },
+    RuleHooks = {
+        { "match_series", "string" },
+        { "metric_name", "string" },
+        { "resources_for_series", "string" },
+        { "render_query", "string" },
+        { "compute", "string" },
     },
     RegexFilter = { { "is", "string" }, { "isNot", "string" } },
     ResourceMapping = {

@@ -14,15 +14,27 @@
 -- Steps: each pipeline step is one function chosen ONCE in new():
 --   match_series(rule, series), metric_name(rule, series_name),
 --   resources_for_series(rule, series), render_query(rule, data).
--- A later change lets user hooks replace them (hook(rule, x, default));
--- the engine only ever calls self.steps.<name>.
--- Uses: adapter.config, adapter.naming, adapter.resources, adapter.matchers.
+-- User hooks (--lua-script, adapter.hooks) replace them per rule: a rule
+-- with hooks carries rule.steps (its own step table, built once in new());
+-- the engine calls (rule.steps or self.steps).<name>.
+-- Hooks entry points (docs/hooks.md):
+--           engine.new(tree, { file=, scripts = { {path=, text=}, ... },
+--               hook_timeout_ms = 1000, io = { query = fn } })
+--             (script errors come back as { file=, line=, msg= })
+--           eng:has_compute(kind, i) -> bool
+--           eng:compute_custom(req) -> samples, selector_json | nil, msg, status
+--           eng:compute_external(req) -> samples | nil, msg, status
+--             samples = { { labels = {k=v}, value = n, timestamp = s|nil } }
+--           eng:hook_failures() -> { ["hook <step> (<script>: <fn>)"] = n }
+-- Uses: adapter.config, adapter.naming, adapter.resources, adapter.matchers,
+--       adapter.hooks.
 -- Never: raises to C for a bad config or request; errors are returned.
 
 local config = require "adapter.config"
 local naming = require "adapter.naming"
 local resources = require "adapter.resources"
 local matchers = require "adapter.matchers"
+local hooks = require "adapter.hooks"
 
 local M = {}
 local Engine = {}
@@ -41,6 +53,77 @@ M.DEFAULT_STEPS = DEFAULT_STEPS
 
 local KIND_LIST = { custom = "rules", external = "externalRules" }
 
+-- -------------------------------------------------------------- hooks
+
+local function log(level, msg)
+    local ok, core = pcall(require, "adapter.core")
+    if ok and core.log then core.log(level, msg) end
+end
+
+-- Template data of a hook's request view (what `default` of render_query
+-- and compute work from), as render_custom/render_external build it.
+local function render_data(rule, rq)
+    if rq.api == "external" then
+        return matchers.external_args({ series = rq.series, namespace = rq.namespace,
+            selector = rq.label_selector_text or "" }, rule.cv, rule.resources.namespaced)
+    end
+    return matchers.custom_args({ series = rq.series, resource = rq.resource,
+        group = rq.group, namespace = rq.namespace, names = rq.names,
+        metric_selector = rq.metric_label_selector_text or "" }, rule.cv)
+end
+
+local BUILTIN = {
+    match_series = DEFAULT_STEPS.match_series,
+    metric_name = DEFAULT_STEPS.metric_name,
+    resources_for_series = DEFAULT_STEPS.resources_for_series,
+    render_query = function(rule, data) return DEFAULT_STEPS.render_query(rule, data) end,
+    render_data = render_data,
+}
+
+-- Loads the scripts, checks every rule's `hooks:` names and gives rules
+-- with a hook their own step table.  Appends to errs.
+local function setup_hooks(self, opts, errs)
+    local set
+    if opts.scripts and #opts.scripts > 0 then
+        local lerrs
+        set, lerrs = hooks.load(opts.scripts, { timeout_ms = opts.hook_timeout_ms, log = log })
+        for _, e in ipairs(lerrs or {}) do errs[#errs + 1] = e end
+        if not set then return end
+    end
+    self.hooks = set
+    for _, kind in ipairs({ "rules", "externalRules" }) do
+        for i, rule in ipairs(self.cfg[kind]) do
+            local p = string.format("%s[%d].hooks", kind, i - 1)
+            for _, step in ipairs(hooks.RESERVED) do
+                local name = rule.hooks and rule.hooks[step]
+                if name and name ~= "" then
+                    local line = rule.hooks["_line_" .. step] or rule._line
+                    if hooks.IS_RESERVED[name] then
+                        errs[#errs + 1] = { line = line, path = p .. "." .. step,
+                            msg = string.format("%q is a reserved hook name (it already "
+                                .. "applies to every rule); export the function under "
+                                .. "another name", name) }
+                    elseif not (set and set:lookup(name)) then
+                        errs[#errs + 1] = { line = line, path = p .. "." .. step,
+                            msg = string.format("no --lua-script exports a function named "
+                                .. "%q", name) }
+                    end
+                end
+            end
+            if set then
+                local ckind = kind == "rules" and "custom" or "external"
+                local view = hooks.rule_view(rule, ckind, i)
+                local st = set:steps_for(rule, view, BUILTIN,
+                    string.format("%s[%d]", kind, i - 1))
+                if next(st) then
+                    rule.view = view
+                    rule.steps = setmetatable(st, { __index = self.steps })
+                end
+            end
+        end
+    end
+end
+
 function M.new(tree, opts)
     opts = opts or {}
     local cfg, errs = config.decode(tree)
@@ -50,12 +133,14 @@ function M.new(tree, opts)
         verrs, warns = config.validate(cfg)
         errs = verrs
     end
-    if #errs > 0 then return nil, errs, warns end
-    local self = setmetatable({ cfg = cfg, file = opts.file, steps = {} }, Engine)
+    local self = setmetatable({ cfg = cfg, file = opts.file, steps = {}, io = opts.io },
+        Engine)
     for name, fn in pairs(DEFAULT_STEPS) do
         assert(type(fn) == "function", name)
         self.steps[name] = fn
     end
+    if #errs == 0 then setup_hooks(self, opts, errs) end
+    if #errs > 0 then return nil, errs, warns end
     -- A mapper with no resources until set_resources: templates still
     -- work for label_for of known GRs only after it arrives.
     self:set_resources({})
@@ -135,8 +220,8 @@ function Engine:discover(kind, results)
     local prefix = KIND_LIST[kind] or kind
     local problems = {}
     local reg, owner = {}, {}
-    local steps = self.steps
     for i, rule in ipairs(list) do
+        local steps = rule.steps or self.steps
         local rname = string.format("%s[%d]", prefix, i - 1)
         local res = results[rule.seriesQuery]
         if not rule.cv then
@@ -176,13 +261,17 @@ function Engine:discover(kind, results)
                         end
                         reg[name] = { metric = name, series = shape.name, rule = i }
                     else
-                        local grs = steps.resources_for_series(rule, shape) or {}
-                        for _, gr in ipairs(grs) do
+                        -- hook_ns: a resources_for_series hook may force
+                        -- the scope (nil: the RESTMapper's)
+                        local grs, hook_ns = steps.resources_for_series(rule, shape)
+                        for _, gr in ipairs(grs or {}) do
                             local info = self.mapper:info(gr)
                             local label = rule.cv:label_for(gr)
                             if info and label then
+                                local scoped = info.namespaced and true or false
+                                if hook_ns ~= nil then scoped = hook_ns end
                                 local e = { metric = name, resource = gr.resource,
-                                    group = gr.group, namespaced = info.namespaced and true or false,
+                                    group = gr.group, namespaced = scoped,
                                     series = shape.name, rule = i, resource_label = label,
                                     kind = info.kind, version = info.version }
                                 if e.namespaced then
@@ -233,7 +322,9 @@ function Engine:render_custom(req)
         return nil, err, status
     end
     local reqs = err
-    local q, qerr = self.steps.render_query(rule, data)
+    local steps = rule.steps or self.steps
+    local q, qerr = steps.render_query(rule, data,
+        rule.steps and M.request_view("custom", req, reqs) or nil)
     if not q then return nil, rname .. ": " .. tostring(qerr), 500 end
     return q, matchers.selector_json(reqs)
 end
@@ -248,9 +339,110 @@ function Engine:render_external(req)
         if status == 500 then err = rname .. ": " .. err end
         return nil, err, status
     end
-    local q, qerr = self.steps.render_query(rule, data)
+    local steps = rule.steps or self.steps
+    local q, qerr = steps.render_query(rule, data,
+        rule.steps and M.request_view("external", req) or nil)
     if not q then return nil, rname .. ": " .. tostring(qerr), 500 end
     return q
+end
+
+-- ------------------------------------------------------ hook entry points
+
+-- The request as hooks see it (a fresh table per call).  reqs: the parsed
+-- metric selector when the caller has it already.
+function M.request_view(api, req, reqs)
+    local v = { api = api, metric = req.metric, series = req.series,
+        namespace = req.namespace or "" }
+    if api == "custom" then
+        v.resource, v.group = req.resource, req.group or ""
+        v.names = {}
+        for i, n in ipairs(req.names or {}) do v.names[i] = n end
+        v.metric_label_selector_text = req.metric_selector or ""
+        v.metric_label_selector = reqs or matchers.parse(v.metric_label_selector_text) or {}
+        v.label_selector_text = req.label_selector or ""
+        v.label_selector = matchers.parse(v.label_selector_text) or {}
+    else
+        v.label_selector_text = req.selector or ""
+        v.label_selector = matchers.parse(v.label_selector_text) or {}
+    end
+    return v
+end
+
+function Engine:has_compute(kind, i)
+    local rule = rule_of(self, kind, i)
+    return rule ~= nil and rule.steps ~= nil and rule.steps.compute ~= nil
+end
+
+function Engine:hook_failures()
+    return self.hooks and self.hooks:failures() or {}
+end
+
+-- The `prom` argument of compute hooks: prom.query(promql) -> samples |
+-- nil, err, through the C function table (engine_set_io).  Time spent
+-- waiting for Prometheus does not count against --lua-hook-timeout.
+function Engine:prom_api()
+    if self.prom then return self.prom end
+    local io_ = self.io
+    local sandbox = require "adapter.sandbox"
+    local now = require("adapter.core").now
+    self.prom = {
+        query = function(promql)
+            if type(promql) ~= "string" or promql == "" then
+                error("prom.query: the query must be a non-empty string", 2)
+            end
+            if not (io_ and io_.query) then
+                return nil, "prom.query is not available in this engine"
+            end
+            local t0 = now()
+            local samples, err = io_.query(promql)
+            sandbox.extend(now() - t0)
+            return samples, err
+        end,
+    }
+    return self.prom
+end
+
+local function run_compute(self, rule, rname, request, data)
+    local samples, err = rule.steps.compute(rule, request, self:prom_api(), data)
+    if not samples then return nil, rname .. ": " .. tostring(err), 500 end
+    local out = {}
+    for i, s in ipairs(samples) do
+        local labels = {}
+        for k, v in pairs(s.labels or {}) do labels[k] = v end
+        out[i] = { labels = labels, value = s.value, timestamp = s.timestamp }
+    end
+    return out
+end
+
+function Engine:compute_custom(req)
+    local rule = rule_of(self, "custom", req.rule)
+    if not rule then return nil, "no such rule " .. tostring(req.rule), 500 end
+    local rname = string.format("rules[%d]", req.rule - 1)
+    if not rule.cv then return nil, rname .. ": resources not discovered yet", 500 end
+    if not (rule.steps and rule.steps.compute) then return nil, rname .. ": no compute hook", 500 end
+    local data, err, status = matchers.custom_args(req, rule.cv)
+    if not data then
+        if status == 500 then err = rname .. ": " .. err end
+        return nil, err, status
+    end
+    local reqs = err
+    local samples, msg, st = run_compute(self, rule, rname, M.request_view("custom", req, reqs), data)
+    if not samples then return nil, msg, st end
+    return samples, matchers.selector_json(reqs)
+end
+
+function Engine:compute_external(req)
+    local rule = rule_of(self, "external", req.rule)
+    if not rule then return nil, "no such rule " .. tostring(req.rule), 500 end
+    local rname = string.format("externalRules[%d]", req.rule - 1)
+    if not rule.cv then return nil, rname .. ": resources not discovered yet", 500 end
+    if not (rule.steps and rule.steps.compute) then return nil, rname .. ": no compute hook", 500 end
+    local data, err, status = matchers.external_args(req, rule.cv, rule.resources.namespaced)
+    if not data then
+        if status == 500 then err = rname .. ": " .. err end
+        return nil, err, status
+    end
+    return run_compute(self, rule, rname, M.request_view("external", req), data)
 end
 
 

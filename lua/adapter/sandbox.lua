@@ -1,0 +1,188 @@
+-- adapter.sandbox: the environment user hook scripts (--lua-script) run in,
+-- and the time guard every user hook call runs under.
+--
+-- Provides: sandbox.env() -> a fresh allowlist environment
+--             (string, table, math, pairs, ipairs, next, select, type,
+--             tostring, tonumber, error, assert, pcall, xpcall, unpack,
+--             rawequal/rawget/rawset/rawlen-free set, setmetatable,
+--             getmetatable, os = { time, clock }, adapter = { log, regex,
+--             json, now }); no io, os.*, require, load*, dofile, debug,
+--             jit, ffi, package, collectgarbage, getfenv/setfenv, newproxy.
+--           sandbox.load(path, text) -> exports | nil, "path:line: msg"
+--             compiles a script with the JIT off for all of its functions,
+--             runs it (under the guard) in a fresh env; it must return a
+--             table (its exports).
+--           sandbox.guard(timeout_ms, fn, ...) -> ok, results... | false, err
+--             runs fn under a deadline: a count hook raises "timed out"
+--             once the deadline has passed; sandbox.extend(seconds) moves
+--             the current deadline (time spent waiting for Prometheus).
+-- Uses: debug (kept here, never handed to scripts), jit, adapter.core
+--       (regex, log, now), cjson (lua-cjson, a Debian package).
+-- Never: hands debug/io/os/require to a script, or lets a script's pcall
+--        swallow a timeout.
+--
+-- LuaJIT does not check hooks inside JIT-compiled traces (LuaJIT #723,
+-- #779), so every function a script defines is compiled with the JIT off
+-- (jit.off(chunk, true) marks the chunk's prototype and all nested ones):
+-- its loops run in the interpreter, where the count hook fires.  A single
+-- long C call (string.rep of a huge string) cannot be interrupted.
+
+local core = require "adapter.core"
+local cjson_ok, cjson = pcall(require, "cjson")
+
+local M = {}
+
+-- Kept before any script runs; scripts never see these.
+local debug_sethook, debug_gethook = debug.sethook, debug.gethook
+local jit_off = jit and jit.off
+local now = core.now
+local raw_pcall, raw_xpcall, raw_error = pcall, xpcall, error
+
+local TIMEOUT_TAG = "lua hook timed out"
+M.TIMEOUT_TAG = TIMEOUT_TAG
+
+-- Guard state of this lua_State (one per thread): nil when no user code
+-- runs.  Nested guards (compute -> default -> render_query hook) share
+-- the outermost deadline.
+local active = nil
+
+local COUNT = 1000  -- VM instructions between deadline checks
+
+local function on_count()
+    local g = active
+    if g and now() > g.deadline then
+        g.expired = true
+        raw_error(string.format("%s after %d ms", TIMEOUT_TAG, g.timeout_ms), 2)
+    end
+end
+
+local function is_timeout(err)
+    return active ~= nil and active.expired
+        or (type(err) == "string" and err:find(TIMEOUT_TAG, 1, true) ~= nil)
+end
+
+-- Runs fn(...) under a deadline of timeout_ms.  Returns true, results or
+-- false, message.  Restores whatever hook was set before (busted, luacov).
+function M.guard(timeout_ms, fn, ...)
+    if active then
+        -- already inside a guarded call: share its deadline
+        return raw_pcall(fn, ...)
+    end
+    local prev_f, prev_mask, prev_count = debug_gethook()
+    active = { deadline = now() + timeout_ms / 1000, timeout_ms = timeout_ms }
+    debug_sethook(on_count, "", COUNT)
+    local res = { raw_pcall(fn, ...) }
+    local g = active
+    active = nil
+    if prev_f then debug_sethook(prev_f, prev_mask, prev_count)
+    else debug_sethook() end
+    if not res[1] and g.expired and not tostring(res[2]):find(TIMEOUT_TAG, 1, true) then
+        -- the script caught the timeout and raised something else
+        res[2] = string.format("%s after %d ms", TIMEOUT_TAG, timeout_ms)
+    end
+    return unpack(res, 1, table.maxn(res))
+end
+
+-- Pushes the running guard's deadline back by `seconds` (time spent in
+-- C waiting for Prometheus, which --prometheus-timeout bounds instead).
+function M.extend(seconds)
+    if active and not active.expired then active.deadline = active.deadline + seconds end
+end
+
+function M.active() return active ~= nil end
+
+-- -------------------------------------------------------------- the env
+
+local function copy(t, names)
+    local out = {}
+    for _, k in ipairs(names) do out[k] = t[k] end
+    return out
+end
+
+local STRING = { "byte", "char", "find", "format", "gmatch", "gsub", "len", "lower",
+    "match", "rep", "reverse", "sub", "upper" }
+local TABLE = { "concat", "insert", "maxn", "remove", "sort" }
+local MATH = { "abs", "acos", "asin", "atan", "atan2", "ceil", "cos", "cosh", "deg", "exp",
+    "floor", "fmod", "frexp", "huge", "ldexp", "log", "log10", "max", "min", "modf", "pi",
+    "pow", "rad", "random", "sin", "sinh", "sqrt", "tan", "tanh" }
+
+-- A script's pcall must not swallow a timeout: once the deadline passed,
+-- the error goes on up to the guard.
+local function rethrow_timeout(ok, ...)
+    if not ok and is_timeout((...)) then raw_error((...), 0) end
+    return ok, ...
+end
+
+local function safe_pcall(f, ...)
+    return rethrow_timeout(raw_pcall(f, ...))
+end
+
+local function safe_xpcall(f, handler)
+    return rethrow_timeout(raw_xpcall(f, function(e)
+        if is_timeout(e) then return e end
+        return handler(e)
+    end))
+end
+
+local function adapter_log(level, ...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+    if level ~= "info" and level ~= "warning" and level ~= "error"
+        and type(level) ~= "number" then
+        raw_error("adapter.log: level must be \"info\", \"warning\", \"error\" or a "
+            .. "verbosity number", 2)
+    end
+    core.log(level, table.concat(parts, " "))
+end
+
+local function adapter_regex(pattern)
+    return core.regex(pattern)
+end
+
+-- The string metatable is shared with the engine: a script must not reach
+-- (and change) it through getmetatable("").
+local function safe_getmetatable(v)
+    if type(v) == "string" then return nil end
+    return getmetatable(v)
+end
+
+local json = nil
+if cjson_ok then
+    -- A private instance, so scripts cannot change the engine's settings.
+    local inst = cjson.new and cjson.new() or cjson
+    json = { encode = inst.encode, decode = inst.decode, null = inst.null,
+        empty_array = rawget(inst, "empty_array") }
+end
+
+function M.env()
+    local env = {
+        string = copy(string, STRING), table = copy(table, TABLE), math = copy(math, MATH),
+        pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
+        tostring = tostring, tonumber = tonumber, error = error, assert = assert,
+        pcall = safe_pcall, xpcall = safe_xpcall, unpack = unpack,
+        rawequal = rawequal, rawget = rawget, rawset = rawset,
+        setmetatable = setmetatable, getmetatable = safe_getmetatable,
+        os = { time = os.time, clock = os.clock },
+        adapter = { log = adapter_log, regex = adapter_regex, json = json, now = now },
+    }
+    env._G = env
+    return env
+end
+
+-- Compiles and runs one script.  path names it in errors ("path:line:").
+-- Top-level code runs under the same time guard as hooks.
+function M.load(path, text, timeout_ms)
+    local chunk, err = loadstring(text, "@" .. path)
+    if not chunk then return nil, err end
+    if jit_off then jit_off(chunk, true) end
+    setfenv(chunk, M.env())
+    local ok, exports = M.guard(timeout_ms or 1000, chunk)
+    if not ok then return nil, tostring(exports) end
+    if type(exports) ~= "table" then
+        return nil, string.format("%s: the script must return a table of functions "
+            .. "(got %s)", path, type(exports))
+    end
+    return exports
+end
+
+return M
