@@ -1,0 +1,427 @@
+/* reload.c: configuration snapshots and their reload (see reload.h).
+ * Uses engine.h (validation: a fresh engine is built and thrown away),
+ * metrics.h, log.h, buf.h, pthreads and inotify.
+ * Threads: the store is shared by every thread (mutex-guarded refcounts);
+ * a reload runs either on the main thread (SIGHUP) or on the watcher
+ * thread, serialised by r->mu so two reloads never interleave. */
+#include "reload.h"
+#include "buf.h"
+#include "engine.h"
+#include "log.h"
+#include "metrics.h"
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WATCHED 64
+
+/* -- Store -------------------------------------------------------------- */
+
+static void
+snap_free(struct config_snap *s)
+{
+    if (!s)
+        return;
+    free(s->text);
+    free(s);
+}
+
+int
+config_store_init(struct config_store *s, char *text, size_t len,
+                  bool has_custom, bool has_external, bool has_resource,
+                  char *err, size_t errlen)
+{
+    s->cur = calloc(1, sizeof *s->cur);
+    if (!s->cur) {
+        free(text);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    s->cur->refs = 1;              /* the store's own reference */
+    s->cur->generation = 1;
+    s->cur->text = text;
+    s->cur->len = len;
+    s->cur->has_custom = has_custom;
+    s->cur->has_external = has_external;
+    s->cur->has_resource = has_resource;
+    return 0;
+}
+
+void
+config_store_destroy(struct config_store *s)
+{
+    if (!s || !s->cur)
+        return;
+    snap_free(s->cur);             /* every reader released by now */
+    s->cur = NULL;
+    pthread_mutex_destroy(&s->mu);
+}
+
+struct config_snap *
+config_acquire(struct config_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    struct config_snap *c = s->cur;
+    c->refs++;
+    pthread_mutex_unlock(&s->mu);
+    return c;
+}
+
+void
+config_release(struct config_store *s, struct config_snap *snap)
+{
+    if (!snap)
+        return;
+    pthread_mutex_lock(&s->mu);
+    bool last = --snap->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last)
+        snap_free(snap);
+}
+
+uint64_t
+config_generation(struct config_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t g = s->cur->generation;
+    pthread_mutex_unlock(&s->mu);
+    return g;
+}
+
+/* Takes ownership of next; drops the store's reference to the old one. */
+static void
+publish(struct config_store *s, struct config_snap *next)
+{
+    pthread_mutex_lock(&s->mu);
+    struct config_snap *old = s->cur;
+    next->generation = old->generation + 1;
+    next->refs = 1;
+    s->cur = next;
+    bool last = --old->refs == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last)
+        snap_free(old);
+}
+
+char *
+reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct buf b;
+    buf_init(&b, (size_t)64 << 20);
+    char chunk[65536];
+    size_t n;
+    char *out = NULL;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf_add(&b, chunk, n) < 0) {
+            snprintf(err, errlen, "read %s: file too large", path);
+            goto done;
+        }
+    }
+    if (ferror(f)) {
+        snprintf(err, errlen, "read %s: %s", path, strerror(errno));
+        goto done;
+    }
+    out = buf_take(&b, len);
+    if (!out)
+        snprintf(err, errlen, "out of memory");
+done:
+    fclose(f);
+    buf_free(&b);
+    return out;
+}
+
+/* -- Reloader ----------------------------------------------------------- */
+
+struct reload {
+    struct reload_opts o;
+    pthread_mutex_t mu;             /* serialises reloads */
+    unsigned count;                 /* guarded by mu */
+    uint64_t scripts_hash;          /* of the scripts last loaded */
+    int ifd;                        /* inotify, -1 when not watching */
+    int stop_pipe[2];
+    int wd[MAX_WATCHED];
+    size_t nwd;
+    pthread_t thread;
+    bool started;
+};
+
+static double
+wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* FNV-1a over every script's path and content (a missing file hashes
+ * its error), so the watcher can tell a real change from a touch. */
+static uint64_t
+hash_scripts(const struct reload *r)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < r->o.nscripts; i++) {
+        char err[256];
+        size_t len = 0;
+        char *t = reload_read_file(r->o.scripts[i], &len, err, sizeof err);
+        const char *p = t ? t : err;
+        size_t n = t ? len : strlen(err);
+        for (size_t k = 0; k < n; k++) {
+            h ^= (unsigned char)p[k];
+            h *= 1099511628211ULL;
+        }
+        h ^= 0xff;
+        h *= 1099511628211ULL;
+        free(t);
+    }
+    return h;
+}
+
+static void
+record(bool ok)
+{
+    metrics_set(METRICS_RELOAD_OK, NULL, NULL, ok ? 1 : 0);
+    metrics_add(METRICS_RELOADS, ok ? "success" : "failure", NULL, 1);
+    if (ok)
+        metrics_set(METRICS_RELOAD_TS, NULL, NULL, wall_now());
+}
+
+/* One reload; r->mu held. force: publish even when nothing changed. */
+static int
+reload_locked(struct reload *r, bool force, char *err, size_t errlen)
+{
+    size_t len = 0;
+    struct engine *e = NULL;
+    struct config_snap *next = NULL;
+    int rc = -1;
+    r->count++;
+    char *text = reload_read_file(r->o.config_file, &len, err, errlen);
+    if (!text)
+        goto fail;
+    uint64_t sh = hash_scripts(r);
+    if (!force) {
+        struct config_snap *cur = config_acquire(r->o.store);
+        bool same = cur->len == len && !memcmp(cur->text, text, len) &&
+                    sh == r->scripts_hash;
+        config_release(r->o.store, cur);
+        if (same) {
+            LOGV(2, "config reload: %s unchanged", r->o.config_file);
+            rc = 0;
+            goto done;
+        }
+    }
+    /* The same validation as start-up: a full engine is built (rules,
+     * templates, regexes, hooks) and thrown away; each thread builds its
+     * own from the published text. */
+    e = engine_new(text, len, r->o.config_file, r->o.lua_dir, true, err,
+                   errlen);
+    if (!e)
+        goto fail;
+    next = calloc(1, sizeof *next);
+    if (!next) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    next->has_custom = engine_has(e, "custom");
+    next->has_external = engine_has(e, "external");
+    next->has_resource = engine_has(e, "resource");
+    next->text = text;
+    next->len = len;
+    text = NULL;
+    r->scripts_hash = sh;
+    publish(r->o.store, next);
+    record(true);
+    LOGI("config reloaded from %s (generation %llu)", r->o.config_file,
+         (unsigned long long)next->generation);
+    if (r->o.on_swap) {
+        struct config_snap *cur = config_acquire(r->o.store);
+        r->o.on_swap(r->o.ctx, cur);
+        config_release(r->o.store, cur);
+    }
+    rc = 0;
+    goto done;
+fail:
+    record(false);
+    LOGE("config reload refused, keeping the previous config: %s", err);
+done:
+    engine_free(e);
+    free(text);
+    return rc;
+}
+
+int
+reload_now(struct reload *r, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&r->mu);
+    int rc = reload_locked(r, true, err, errlen);
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+unsigned
+reload_count(struct reload *r)
+{
+    pthread_mutex_lock(&r->mu);
+    unsigned n = r->count;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* Adds an inotify watch on the directory holding path. Kubernetes mounts
+ * ConfigMaps as symlinks into a "..data" directory that is swapped with a
+ * rename, which only a directory watch sees. */
+static int
+watch_dir_of(struct reload *r, const char *path, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (r->nwd >= MAX_WATCHED)
+        return 0;
+    int wd = inotify_add_watch(r->ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO |
+                               IN_CREATE | IN_DELETE | IN_ATTRIB |
+                               IN_MOVED_FROM);
+    if (wd < 0) {
+        snprintf(err, errlen, "watch %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < r->nwd; i++)
+        if (r->wd[i] == wd)
+            return 0;              /* same directory, same descriptor */
+    r->wd[r->nwd++] = wd;
+    return 0;
+}
+
+/* Whether an event name concerns one of our files (or ..data). */
+static bool
+relevant(const struct reload *r, const char *name)
+{
+    if (!name || !*name || !strcmp(name, "..data"))
+        return true;
+    const char *b = strrchr(r->o.config_file, '/');
+    if (!strcmp(b ? b + 1 : r->o.config_file, name))
+        return true;
+    for (size_t i = 0; i < r->o.nscripts; i++) {
+        b = strrchr(r->o.scripts[i], '/');
+        if (!strcmp(b ? b + 1 : r->o.scripts[i], name))
+            return true;
+    }
+    return false;
+}
+
+static void *
+watch_thread(void *arg)
+{
+    struct reload *r = arg;
+    long debounce = r->o.debounce_ms > 0 ? r->o.debounce_ms : 500;
+    bool pending = false;
+    char evbuf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (;;) {
+        struct pollfd p[2] = {
+            { .fd = r->ifd, .events = POLLIN },
+            { .fd = r->stop_pipe[0], .events = POLLIN },
+        };
+        int n = poll(p, 2, pending ? (int)debounce : -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || (p[1].revents & (POLLIN | POLLHUP)))
+            break;
+        if (n == 0) {
+            /* Quiet for the debounce time: editors and kubelet write in
+             * several steps; reload once, when they are done. */
+            pending = false;
+            char err[8192];
+            pthread_mutex_lock(&r->mu);
+            reload_locked(r, false, err, sizeof err);
+            pthread_mutex_unlock(&r->mu);
+            continue;
+        }
+        ssize_t len = read(r->ifd, evbuf, sizeof evbuf);
+        if (len <= 0)
+            continue;
+        for (char *q = evbuf; q < evbuf + len;) {
+            struct inotify_event *ev = (struct inotify_event *)(void *)q;
+            if (relevant(r, ev->len ? ev->name : NULL))
+                pending = true;
+            q += sizeof *ev + ev->len;
+        }
+    }
+    return NULL;
+}
+
+struct reload *
+reload_start(const struct reload_opts *o, char *err, size_t errlen)
+{
+    struct reload *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->o = *o;
+    r->ifd = -1;
+    r->stop_pipe[0] = r->stop_pipe[1] = -1;
+    pthread_mutex_init(&r->mu, NULL);
+    r->scripts_hash = hash_scripts(r);
+    record(true);                  /* the start-up load */
+    if (!o->watch)
+        return r;
+    r->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (r->ifd < 0) {
+        snprintf(err, errlen, "inotify: %s", strerror(errno));
+        goto fail;
+    }
+    if (pipe(r->stop_pipe) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+    if (watch_dir_of(r, o->config_file, err, errlen) != 0)
+        goto fail;
+    for (size_t i = 0; i < o->nscripts; i++)
+        if (watch_dir_of(r, o->scripts[i], err, errlen) != 0)
+            goto fail;
+    if (pthread_create(&r->thread, NULL, watch_thread, r) != 0) {
+        snprintf(err, errlen, "pthread_create: %s", strerror(errno));
+        goto fail;
+    }
+    r->started = true;
+    return r;
+fail:
+    reload_stop(r);
+    return NULL;
+}
+
+void
+reload_stop(struct reload *r)
+{
+    if (!r)
+        return;
+    if (r->started) {
+        ssize_t w = write(r->stop_pipe[1], "x", 1);
+        (void)w;
+        pthread_join(r->thread, NULL);
+    }
+    if (r->ifd >= 0)
+        close(r->ifd);
+    if (r->stop_pipe[0] >= 0)
+        close(r->stop_pipe[0]);
+    if (r->stop_pipe[1] >= 0)
+        close(r->stop_pipe[1]);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
