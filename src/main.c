@@ -5,6 +5,8 @@
  * SIGTERM/SIGINT and tear down in reverse.
  * Uses every module; owns every long-lived object. */
 #include "api.h"
+#include "auth.h"
+#include "authz.h"
 #include "cache.h"
 #include "certs.h"
 #include "engine.h"
@@ -24,6 +26,39 @@
 #include <sys/stat.h>
 
 #define FATAL_EXIT 255
+
+/* certs_watch callback (watch thread): swap in the rotated serving pair. */
+static void
+reload_serving_cert(void *srv, const char *cert_pem, const char *key_pem)
+{
+    char err[1024];
+    if (server_set_certificate(srv, cert_pem, key_pem, err, sizeof err) != 0)
+        LOGE("unable to use the new serving certificate: %s", err);
+}
+
+/* The delegated authentication / authorization client: the kubeconfig
+ * flag, else in-cluster (fatal when neither works, as Go). */
+static struct kube_client *
+delegated_client(const char *kubeconfig, const char *what, char *err,
+                 size_t errlen)
+{
+    struct kube_config cfg = {0};
+    char e[4096];
+    struct kube_client *kc;
+
+    if (kube_config_load(*kubeconfig ? kubeconfig : NULL, &cfg, e,
+                         sizeof e) != 0) {
+        snprintf(err, errlen, "failed to get delegated %s kubeconfig: %s",
+                 what, e);
+        return NULL;
+    }
+    kc = kube_client_new(&cfg, 10000, e, sizeof e);
+    kube_config_free(&cfg);
+    if (kc == NULL)
+        snprintf(err, errlen, "failed to get delegated %s kubeconfig: %s",
+                 what, e);
+    return kc;
+}
 
 static char *
 read_file(const char *path, size_t *len, char *err, size_t errlen)
@@ -128,6 +163,12 @@ main(int argc, char **argv)
     struct engine *eng = NULL;
     struct relist *relist = NULL;
     struct server *srv = NULL;
+    struct kube_client *authn_kc = NULL, *authz_kc = NULL;
+    struct authn *authn = NULL;
+    struct authz *authz = NULL;
+    struct certs_watch *cwatch = NULL;
+    struct authz_chain chain;
+    char *trust_pem = NULL;
     char *config_text = NULL, *cert_pem = NULL, *key_pem = NULL;
     size_t config_len = 0;
     struct cache cache;
@@ -229,16 +270,51 @@ main(int argc, char **argv)
     api.prom_timeout_ms = o.prometheus_timeout_ms;
     api.secure_port = o.secure_port;
     atomic_init(&api.shutting_down, false);
+    /* Delegated authentication and authorization (spec-server 6). */
+    authn_kc = delegated_client(o.authentication_kubeconfig, "authentication",
+                                err, sizeof err);
+    if (!authn_kc) {
+        LOGE("%s", err);
+        goto out;
+    }
+    authn = authn_new(&o, authn_kc, err, sizeof err);
+    if (!authn) {
+        LOGE("%s", err);
+        goto out;
+    }
+    authz_kc = delegated_client(o.authorization_kubeconfig, "authorization",
+                                err, sizeof err);
+    if (!authz_kc) {
+        LOGE("%s", err);
+        goto out;
+    }
+    authz = authz_new(&o, authz_kc, err, sizeof err);
+    if (!authz) {
+        LOGE("%s", err);
+        goto out;
+    }
+    struct authz_chain_config cc = {
+        .authn = authn, .authz = authz,
+        .request_timeout_ms = o.request_timeout_ms,
+        .max_inflight = o.max_requests_inflight,
+        .next = api_handle, .next_ctx = &api,
+        .next_thread_init = api_thread_init,
+        .next_thread_fini = api_thread_fini,
+    };
+    authz_chain_init(&chain, &cc);
+    trust_pem = authn_trust_pem(authn);
     struct server_config sc = {
         .bind_address = o.bind_address, .port = o.secure_port, .tls = true,
         .cert_pem = cert_pem, .key_pem = key_pem,
+        .trust_pem = trust_pem,
         .tls_min_version = o.tls_min_version,
         .cipher_suites = NULL,
         .threads = 4,
         .reuse_port = o.permit_port_sharing,
         .reuse_addr = o.permit_address_sharing,
-        .handler = api_handle, .ctx = &api,
-        .thread_init = api_thread_init, .thread_fini = api_thread_fini,
+        .handler = authz_chain_handle, .ctx = &chain,
+        .thread_init = authz_chain_thread_init,
+        .thread_fini = authz_chain_thread_fini,
     };
     struct buf suites;
     buf_init(&suites, 1 << 16);
@@ -254,6 +330,12 @@ main(int argc, char **argv)
         LOGE("%s", err);
         goto out;
     }
+    /* cert-manager rotation: re-read the serving pair when it changes. */
+    cwatch = certs_watch_start(o.tls_cert_file, o.tls_private_key_file,
+                               o.cert_dir, 1000, reload_serving_cert, srv,
+                               err, sizeof err);
+    if (!cwatch)
+        LOGW("serving certificate rotation disabled: %s", err);
     LOGI("serving securely on %s:%d", *o.bind_address ? o.bind_address : "0.0.0.0",
          server_port(srv));
 
@@ -263,7 +345,13 @@ main(int argc, char **argv)
     atomic_store(&api.shutting_down, true);
     rc = 0;
 out:
+    certs_watch_stop(cwatch);
     server_free(srv);
+    authz_free(authz);
+    authn_free(authn);
+    kube_client_free(authz_kc);
+    kube_client_free(authn_kc);
+    free(trust_pem);
     relist_stop(relist);
     kcache_set_free(kcache);
     kube_client_free(kube);
