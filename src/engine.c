@@ -2,7 +2,10 @@
  * Uses lx.h (state, protected calls), yaml.h (node tree), cache.h and
  * prom.h (shapes). The Lua side is lua/adapter/engine.lua; the contract is
  * in docs/architecture.md. Every call into Lua goes through lx_pcall, so a
- * Lua error becomes an error return here, never a longjmp through C. */
+ * Lua error becomes an error return here, never a longjmp through C.
+ * Hooks: engine_new hands the --lua-script texts to engine.new with an io
+ * table whose query is l_prom_query (this engine's prom/http clients, set
+ * by the owning thread with engine_set_io). */
 #include "engine.h"
 #include "log.h"
 #include "lx.h"
@@ -14,11 +17,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct engine {
     lua_State *L;
     int ref;        /* registry ref of the Lua engine object */
+    struct prom_client *prom;       /* borrowed (engine_set_io) */
+    struct http_client *http;       /* borrowed, the owning thread's */
+    long long io_deadline_ms;       /* monotonic; prom.query budget of the
+                                     * running compute call, 0 = none */
 };
+
+/* Registry key of the metatable of prom.query's result box. */
+static char result_box_key;
+
+static long long
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* -- Helpers ------------------------------------------------------------ */
 
@@ -78,9 +97,15 @@ format_problems(lua_State *L, int idx, const char *file, struct buf *b,
         int t = lua_gettop(L);
         const char *path = field_str(L, t, "path");
         const char *msg = field_str(L, t, "msg");
+        const char *script = field_str(L, t, "file");
         lua_Integer line = field_int(L, t, "line");
         char one[2048];
-        if (path && *path)
+        if (script && line > 0)     /* a --lua-script that did not load */
+            snprintf(one, sizeof one, "%s:%ld: %s", script, (long)line,
+                     msg ? msg : "invalid");
+        else if (script)
+            snprintf(one, sizeof one, "%s: %s", script, msg ? msg : "invalid");
+        else if (path && *path)
             snprintf(one, sizeof one, "%s:%ld: %s: %s", file, (long)line, path,
                      msg ? msg : "invalid");
         else
@@ -97,11 +122,144 @@ format_problems(lua_State *L, int idx, const char *file, struct buf *b,
     }
 }
 
+/* -- prom.query for compute hooks ------------------------------------- */
+
+/* __gc of the box holding a prom_result while it is turned into Lua
+ * tables: if pushing raises (out of memory), the collector frees it. */
+static int
+l_result_box_gc(lua_State *L)
+{
+    struct prom_result **box = lua_touserdata(L, 1);
+    if (box && *box) {
+        prom_result_free(*box);
+        *box = NULL;
+    }
+    return 0;
+}
+
+/* prom.query(promql) -> { {labels = {k = v}, value = n, timestamp = s}, ...}
+ * | nil, message. Upvalue 1: the struct engine (lightuserdata). A scalar
+ * answer is one sample with no labels. Blocks in HTTP for at most what
+ * is left of the compute call's budget.
+ * stack: promql -> samples | nil, msg */
+static int
+l_prom_query(lua_State *L)
+{
+    struct engine *e = lua_touserdata(L, lua_upvalueindex(1));
+    const char *q = luaL_checkstring(L, 1);
+    char err[1024];
+    if (!e->prom || !e->http) {
+        lua_pushnil(L);
+        lua_pushstring(L, "prom.query: no Prometheus client on this thread");
+        return 2;
+    }
+    long long left = e->io_deadline_ms ? e->io_deadline_ms - mono_ms() : 30000;
+    if (left <= 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, "prom.query: the request's time budget is spent");
+        return 2;
+    }
+    struct prom_result **box = lua_newuserdata(L, sizeof *box);
+    *box = NULL;
+    lua_pushlightuserdata(L, &result_box_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);                    /* promql box */
+    if (prom_query(e->prom, e->http, q, prom_now(), (double)left / 1000.0,
+                   box, err, sizeof err) != 0) {
+        LOGE("hook prom.query: unable to fetch metrics from prometheus: %s "
+             "(query %s)", err, q);
+        lua_pushnil(L);
+        lua_pushfstring(L, "unable to fetch metrics: %s", err);
+        return 2;
+    }
+    struct prom_result *r = *box;
+    if (r->type != PROM_VECTOR && r->type != PROM_SCALAR) {
+        prom_result_free(r);
+        *box = NULL;
+        lua_pushnil(L);
+        lua_pushstring(L, "prom.query: the query returned a matrix or string, "
+                          "not a vector or scalar");
+        return 2;
+    }
+    lua_createtable(L, (int)r->n, 0);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct prom_sample *s = &r->samples[i];
+        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, (int)s->nlabels);
+        for (size_t k = 0; k < s->nlabels; k++) {
+            lua_pushstring(L, s->values[k]);
+            lua_setfield(L, -2, s->keys[k]);
+        }
+        lua_setfield(L, -2, "labels");
+        lua_pushnumber(L, s->value);
+        lua_setfield(L, -2, "value");
+        lua_pushnumber(L, s->ts);
+        lua_setfield(L, -2, "timestamp");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    prom_result_free(r);
+    *box = NULL;
+    return 1;
+}
+
+/* lua_cpcall body: registers the result box metatable.
+ * stack: -> */
+static int
+l_setup_io(lua_State *L)
+{
+    lua_pushlightuserdata(L, &result_box_key);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_result_box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+void
+engine_set_io(struct engine *e, struct prom_client *prom,
+              struct http_client *http)
+{
+    if (!e)
+        return;
+    e->prom = prom;
+    e->http = http;
+}
+
+/* Pushes engine.new's opts: { file=, scripts = {{path=, text=}...},
+ * hook_timeout_ms=, io = { query = l_prom_query } }. stack: -> opts */
+static void
+push_new_opts(struct engine *e, const char *config_file,
+              const struct engine_hooks *h)
+{
+    lua_State *L = e->L;
+    lua_newtable(L);
+    set_str(L, "file", config_file);
+    if (h && h->n) {
+        lua_createtable(L, (int)h->n, 0);
+        for (size_t i = 0; i < h->n; i++) {
+            lua_createtable(L, 0, 2);
+            set_str(L, "path", h->paths[i]);
+            if (h->texts)
+                set_str(L, "text", h->texts[i]);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        lua_setfield(L, -2, "scripts");
+    }
+    lua_pushinteger(L, h && h->timeout_ms > 0 ? h->timeout_ms : 1000);
+    lua_setfield(L, -2, "hook_timeout_ms");
+    lua_createtable(L, 0, 1);
+    lua_pushlightuserdata(L, e);
+    lua_pushcclosure(L, l_prom_query, 1);
+    lua_setfield(L, -2, "query");
+    lua_setfield(L, -2, "io");
+}
+
 /* -- Lifecycle ---------------------------------------------------------- */
 
 struct engine *
 engine_new(const char *config_text, size_t len, const char *config_file,
-           const char *lua_dir, bool log_warnings, char *err, size_t errlen)
+           const char *lua_dir, const struct engine_hooks *hooks,
+           bool log_warnings, char *err, size_t errlen)
 {
     struct engine *e = calloc(1, sizeof *e);
     struct buf msgs;
@@ -115,6 +273,10 @@ engine_new(const char *config_text, size_t len, const char *config_file,
     if (!e->L)
         goto fail;
     lua_State *L = e->L;
+    if (lua_cpcall(L, l_setup_io, NULL) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
 
     lua_getglobal(L, "require");
     lua_pushstring(L, "adapter.engine");
@@ -123,8 +285,7 @@ engine_new(const char *config_text, size_t len, const char *config_file,
     lua_getfield(L, -1, "new");                 /* module, new */
     if (yaml_push_tree(L, config_text, len, config_file, err, errlen) != 0)
         goto fail;
-    lua_newtable(L);
-    set_str(L, "file", config_file);
+    push_new_opts(e, config_file, hooks);
     if (lx_pcall(L, 2, 3, err, errlen) != 0)    /* module, eng, errs, warns */
         goto fail;
     if (log_warnings && lua_istable(L, -1))
@@ -419,14 +580,11 @@ oom:
     return -1;
 }
 
-int
-engine_render_custom(struct engine *e, const struct engine_custom_req *r,
-                     struct buf *query, struct buf *selector_json,
-                     int *status, char *msg, size_t msglen)
+/* stack: -> req */
+static void
+push_custom_req(lua_State *L, const struct engine_custom_req *r)
 {
-    lua_State *L = e->L;
     const struct cache_custom *c = r->entry;
-    push_method(e, "render_custom");
     lua_createtable(L, 0, 12);
     lua_pushinteger(L, c->rule);
     lua_setfield(L, -2, "rule");
@@ -444,6 +602,17 @@ engine_render_custom(struct engine *e, const struct engine_custom_req *r,
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "names");
+    set_str(L, "label_selector", r->label_selector ? r->label_selector : "");
+}
+
+int
+engine_render_custom(struct engine *e, const struct engine_custom_req *r,
+                     struct buf *query, struct buf *selector_json,
+                     int *status, char *msg, size_t msglen)
+{
+    lua_State *L = e->L;
+    push_method(e, "render_custom");
+    push_custom_req(L, r);
     if (lx_pcall(L, 2, 3, msg, msglen) != 0) {
         LOGE("render_custom: %s", msg);
         *status = 500;
@@ -452,14 +621,11 @@ engine_render_custom(struct engine *e, const struct engine_custom_req *r,
     return render_result(L, query, selector_json, status, msg, msglen);
 }
 
-int
-engine_render_external(struct engine *e, const struct engine_external_req *r,
-                       struct buf *query, int *status, char *msg,
-                       size_t msglen)
+/* stack: -> req */
+static void
+push_external_req(lua_State *L, const struct engine_external_req *r)
 {
-    lua_State *L = e->L;
     const struct cache_external *x = r->entry;
-    push_method(e, "render_external");
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, x->rule);
     lua_setfield(L, -2, "rule");
@@ -467,12 +633,245 @@ engine_render_external(struct engine *e, const struct engine_external_req *r,
     set_str(L, "metric", x->metric);
     set_str(L, "namespace", r->namespace_ ? r->namespace_ : "");
     set_str(L, "selector", r->selector ? r->selector : "");
+}
+
+int
+engine_render_external(struct engine *e, const struct engine_external_req *r,
+                       struct buf *query, int *status, char *msg,
+                       size_t msglen)
+{
+    lua_State *L = e->L;
+    push_method(e, "render_external");
+    push_external_req(L, r);
     if (lx_pcall(L, 2, 3, msg, msglen) != 0) {
         LOGE("render_external: %s", msg);
         *status = 500;
         return -1;
     }
     return render_result(L, query, NULL, status, msg, msglen);
+}
+
+/* -- Compute hooks ---------------------------------------------------------- */
+
+bool
+engine_has_compute(struct engine *e, const char *kind, int rule)
+{
+    char err[512];
+    if (!e)
+        return false;
+    push_method(e, "has_compute");
+    lua_pushstring(e->L, kind);
+    lua_pushinteger(e->L, rule);
+    if (lx_pcall(e->L, 3, 1, err, sizeof err) != 0) {
+        LOGE("engine:has_compute(%s, %d): %s", kind, rule, err);
+        return false;
+    }
+    bool r = lua_toboolean(e->L, -1);
+    lua_settop(e->L, 0);
+    return r;
+}
+
+void
+engine_samples_free(struct engine_samples *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        struct prom_sample *p = &s->v[i];
+        for (size_t k = 0; k < p->nlabels; k++) {
+            free((char *)p->keys[k]);
+            free((char *)p->values[k]);
+        }
+        free(p->keys);
+        free(p->values);
+    }
+    free(s->v);
+    free(s);
+}
+
+struct kv { char *k, *v; };
+
+static int
+cmp_kv(const void *a, const void *b)
+{
+    return strcmp(((const struct kv *)a)->k, ((const struct kv *)b)->k);
+}
+
+/* Copies the labels table at idx into p (keys sorted). 0 or -1 (OOM). */
+static int
+read_labels(lua_State *L, int idx, struct prom_sample *p)
+{
+    size_t n = 0, cap = 8;
+    struct kv *kv = malloc(cap * sizeof *kv);
+    if (!kv)
+        return -1;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {             /* key value */
+        /* types were checked in Lua (strings only); skip anything else
+         * without lua_tostring, which would convert a key in place */
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+            if (n == cap) {
+                struct kv *nk = realloc(kv, 2 * cap * sizeof *kv);
+                if (!nk) {
+                    lua_pop(L, 2);
+                    goto oom;
+                }
+                kv = nk;
+                cap *= 2;
+            }
+            kv[n].k = strdup(lua_tostring(L, -2));
+            kv[n].v = strdup(lua_tostring(L, -1));
+            n++;
+            if (!kv[n - 1].k || !kv[n - 1].v) {
+                lua_pop(L, 2);
+                goto oom;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    qsort(kv, n, sizeof *kv, cmp_kv);
+    p->keys = calloc(n + 1, sizeof *p->keys);
+    p->values = calloc(n + 1, sizeof *p->values);
+    if (!p->keys || !p->values) {
+        free(p->keys);
+        free(p->values);
+        p->keys = p->values = NULL;
+        goto oom;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p->keys[i] = kv[i].k;
+        p->values[i] = kv[i].v;
+    }
+    p->nlabels = n;
+    free(kv);
+    return 0;
+oom:
+    for (size_t i = 0; i < n; i++) {
+        free(kv[i].k);
+        free(kv[i].v);
+    }
+    free(kv);
+    return -1;
+}
+
+/* Reads the samples list at idx into a new struct engine_samples. */
+static struct engine_samples *
+read_samples(lua_State *L, int idx)
+{
+    size_t n = lua_objlen(L, idx);
+    struct engine_samples *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->v = calloc(n + 1, sizeof *s->v);
+    if (!s->v)
+        goto fail;
+    double now = prom_now();
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        int t = lua_gettop(L);
+        struct prom_sample *p = &s->v[s->n];
+        lua_getfield(L, t, "value");
+        p->value = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, t, "timestamp");
+        p->ts = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : now;
+        lua_pop(L, 1);
+        lua_getfield(L, t, "labels");
+        int rc = lua_istable(L, -1) ? read_labels(L, lua_gettop(L), p) : 0;
+        if (rc == 0 && !p->keys) {
+            p->keys = calloc(1, sizeof *p->keys);
+            p->values = calloc(1, sizeof *p->values);
+            if (!p->keys || !p->values)
+                rc = -1;
+        }
+        s->n++;     /* counted even when partial, so the free sees it */
+        lua_settop(L, t - 1);
+        if (rc != 0)
+            goto fail;
+    }
+    return s;
+fail:
+    engine_samples_free(s);
+    return NULL;
+}
+
+/* After a compute call the stack holds (a, b, c): on success a is the
+ * samples list (b the selector echo for custom); on failure a is nil, b
+ * the message, c the status. */
+static int
+compute_result(lua_State *L, struct engine_samples **out,
+               struct buf *selector_json, int *status, char *msg,
+               size_t msglen)
+{
+    int rc = 0;
+    *out = NULL;
+    if (lua_istable(L, -3)) {
+        *out = read_samples(L, lua_gettop(L) - 2);
+        if (!*out)
+            goto oom;
+        if (selector_json && lua_type(L, -2) == LUA_TSTRING) {
+            size_t n;
+            const char *s = lua_tolstring(L, -2, &n);
+            if (buf_add(selector_json, s, n) < 0)
+                goto oom;
+        }
+    } else {
+        const char *m = lua_tostring(L, -2);
+        snprintf(msg, msglen, "%s", m ? m : "compute hook failed");
+        *status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 500;
+        rc = -1;
+    }
+    lua_settop(L, 0);
+    return rc;
+oom:
+    engine_samples_free(*out);
+    *out = NULL;
+    lua_settop(L, 0);
+    *status = 500;
+    snprintf(msg, msglen, "out of memory");
+    return -1;
+}
+
+int
+engine_compute_custom(struct engine *e, const struct engine_custom_req *r,
+                      long budget_ms, struct engine_samples **out,
+                      struct buf *selector_json, int *status, char *msg,
+                      size_t msglen)
+{
+    lua_State *L = e->L;
+    *out = NULL;
+    push_method(e, "compute_custom");
+    push_custom_req(L, r);
+    e->io_deadline_ms = mono_ms() + (budget_ms > 0 ? budget_ms : 1);
+    int rc = lx_pcall(L, 2, 3, msg, msglen);
+    e->io_deadline_ms = 0;
+    if (rc != 0) {
+        LOGE("compute_custom: %s", msg);
+        *status = 500;
+        return -1;
+    }
+    return compute_result(L, out, selector_json, status, msg, msglen);
+}
+
+int
+engine_compute_external(struct engine *e, const struct engine_external_req *r,
+                        long budget_ms, struct engine_samples **out,
+                        int *status, char *msg, size_t msglen)
+{
+    lua_State *L = e->L;
+    *out = NULL;
+    push_method(e, "compute_external");
+    push_external_req(L, r);
+    e->io_deadline_ms = mono_ms() + (budget_ms > 0 ? budget_ms : 1);
+    int rc = lx_pcall(L, 2, 3, msg, msglen);
+    e->io_deadline_ms = 0;
+    if (rc != 0) {
+        LOGE("compute_external: %s", msg);
+        *status = 500;
+        return -1;
+    }
+    /* the external entry point returns (samples) or (nil, msg, status) */
+    return compute_result(L, out, NULL, status, msg, msglen);
 }
 
 /* -- Resource metrics ------------------------------------------------------ */

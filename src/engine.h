@@ -6,7 +6,11 @@
  * tree), cache (discover writes entries into a snapshot being built),
  * prom (series shapes). Never touches the network.
  * Threads: an engine owns one lua_State and is used by one thread only.
- * Every thread that needs one builds its own from the same config text. */
+ * Every thread that needs one builds its own from the same config text
+ * and the same user hook scripts (--lua-script, docs/hooks.md).
+ * Hooks: compute hooks reach Prometheus only through prom.query, a C
+ * function bound to the prom client and HTTP client the owning thread
+ * hands over with engine_set_io (never another thread's). */
 #ifndef ADAPTER_ENGINE_H
 #define ADAPTER_ENGINE_H
 #include <stdbool.h>
@@ -16,14 +20,38 @@
 
 struct engine;
 struct prom_shapes;
+struct prom_client;
+struct http_client;
+struct prom_sample;
+
+/* User hook scripts (--lua-script), loaded by every engine in order after
+ * the built-in engine. Borrowed by engine_new for the call only. */
+struct engine_hooks {
+    const char *const *paths;      /* script files, in order */
+    const char *const *texts;      /* their contents, NUL-terminated, read
+                                    * once at start-up so that every thread
+                                    * loads the same code; NULL: engine_new
+                                    * reads paths itself */
+    size_t n;
+    long timeout_ms;               /* --lua-hook-timeout; <= 0: 1000 */
+};
 
 /* Builds the engine. On invalid config returns NULL and puts every error
- * as "FILE:LINE: key.path: message" lines into err. Warnings are logged
- * (same format) when log_warnings is true. */
+ * as "FILE:LINE: key.path: message" lines into err (a hook script that
+ * fails to load: "SCRIPT:LINE: message"; a rule naming a function no
+ * script exports: "FILE:LINE: rules[i].hooks.<step>: ..."). Warnings are
+ * logged (same format) when log_warnings is true. hooks may be NULL. */
 struct engine *engine_new(const char *config_text, size_t len,
                           const char *config_file, const char *lua_dir,
+                          const struct engine_hooks *hooks,
                           bool log_warnings, char *err, size_t errlen);
 void engine_free(struct engine *e);
+
+/* Binds prom.query of compute hooks to this thread's clients (both
+ * borrowed for the engine's life; NULL unbinds: prom.query then returns
+ * nil and an error). */
+void engine_set_io(struct engine *e, struct prom_client *prom,
+                   struct http_client *http);
 
 /* kind: "custom", "external" or "resource". */
 bool engine_has(struct engine *e, const char *kind);
@@ -55,6 +83,8 @@ struct engine_custom_req {
     const char *const *names;      /* object names, in order */
     size_t nnames;
     const char *metric_selector;   /* raw metricLabelSelector, "" if none */
+    const char *label_selector;    /* raw labelSelector of the objects, NULL
+                                    * or "" if none (hooks see it) */
 };
 
 struct engine_external_req {
@@ -74,6 +104,36 @@ int engine_render_external(struct engine *e,
                            const struct engine_external_req *r,
                            struct buf *query, int *status, char *msg,
                            size_t msglen);
+/* -- Compute hooks (docs/hooks.md) -- */
+
+/* Samples a compute hook returned: each keys[] sorted (strcmp), as
+ * prom.c sorts query samples, so the same matching code reads both. */
+struct engine_samples {
+    size_t n;
+    struct prom_sample *v;         /* owned, with every string */
+};
+void engine_samples_free(struct engine_samples *s);
+
+/* kind "custom" | "external"; rule: the entry's 1-based rule index. True
+ * when a compute hook replaces that rule's single query. */
+bool engine_has_compute(struct engine *e, const char *kind, int rule);
+
+/* Runs the rule's compute hook. prom.query calls made by it get at most
+ * budget_ms in all (the request deadline and --prometheus-timeout); time
+ * spent in them does not count against --lua-hook-timeout. On success *out
+ * holds the samples (engine_samples_free; a sample without a timestamp
+ * gets now) and, for custom metrics, selector_json the LabelSelector
+ * echo. On failure -1 with an HTTP status (400 for a bad selector, 500
+ * for a failed hook: msg names the hook and the error). */
+int engine_compute_custom(struct engine *e, const struct engine_custom_req *r,
+                          long budget_ms, struct engine_samples **out,
+                          struct buf *selector_json, int *status, char *msg,
+                          size_t msglen);
+int engine_compute_external(struct engine *e,
+                            const struct engine_external_req *r,
+                            long budget_ms, struct engine_samples **out,
+                            int *status, char *msg, size_t msglen);
+
 /* -- metrics.k8s.io (spec-rules.md §7) -- */
 
 struct engine_resource_req {
