@@ -78,15 +78,15 @@ local function start(prom, kube, args, url_suffix, relist)
         relist = relist or "1h" }
 end
 
--- Fire n identical GETs at once (curl in the background), wait for all.
--- Returns the list of {status, body}.
-local function parallel_get(adapter, path, n)
+-- Fire n identical GETs in parallel (curl in the background), `stagger`
+-- seconds apart (default 0), wait for all. Returns the list of {status, body}.
+local function parallel_get(adapter, path, n, stagger)
     local dir = helpers.tmpdir("par")
     local cmds = {}
     for i = 1, n do
         cmds[#cmds + 1] = string.format(
-            "curl -sk -A promlua-spec/1.0 --max-time %d -o %s/b%d -w '%%{http_code}' %s >%s/s%d &",
-            helpers.scale(20), dir, i,
+            "(sleep %.3f; curl -sk -A promlua-spec/1.0 --max-time %d -o %s/b%d -w '%%{http_code}' %s >%s/s%d) &",
+            (i - 1) * (stagger or 0), helpers.scale(20), dir, i,
             helpers.shq("https://127.0.0.1:" .. adapter.port .. path), dir, i)
     end
     os.execute("sh -c " .. helpers.shq(table.concat(cmds, " ") .. " wait"))
@@ -251,6 +251,224 @@ describe("Prometheus client", function()
             local r = queries(prom, query_for())[1]
             local b64 = io.popen("printf %s " .. helpers.shq("al@ice:s3cr:t") .. " | base64"):read("*l")
             assert.equal("Basic " .. b64, r.headers["authorization"])
+            adapter:stop(); prom:stop()
+        end)
+    end)
+
+    describe("long queries", function()
+        it("switches from GET to POST when the URL would exceed --prometheus-max-get-length", function()
+            local prom = helpers.start_prometheus { state = STATE }
+            local LIMIT = 600
+            local adapter = start(prom, kube, { "--prometheus-max-get-length=" .. LIMIT })
+            -- A selector "queue in (...)" whose values add `extra` characters
+            -- to the GET URL: values of 60 letters each cost 63 URL bytes
+            -- ("%7C" + value), plus one first value of 1..63 letters. Label
+            -- values are at most 63 characters, hence the list.
+            local letters = "abcdefghijklmnopqrstuvwxyz"
+            local function ask(extra)
+                local m = math.floor(extra / 63)
+                local vals = { string.rep("Z", 1 + extra - m * 63) }
+                for i = 1, m do vals[#vals + 1] = string.rep(letters:sub(i, i), 60) end
+                prom:clear_requests()
+                local sel = "queue in (" .. table.concat(vals, ",") .. ")"
+                assert.equal(200, (adapter:get_json(EXT .. "?labelSelector=" .. helpers.urlencode(sel))))
+                local q = queries(prom)
+                assert.equal(1, #q)
+                return q[1], vals
+            end
+            local r = ask(0)
+            assert.equal("GET", r.method)
+            local base = #("http://127.0.0.1:" .. prom.port .. r.path .. "?" .. r.query)
+            -- time= and timeout= vary by a few characters between calls:
+            -- stay 12 characters clear of the limit on each side
+            local under = ask(LIMIT - 12 - base)
+            assert.equal("GET", under.method)
+            assert.equal("", under.body)
+            local ulen = #("http://127.0.0.1:" .. prom.port .. under.path .. "?" .. under.query)
+            assert.truthy(ulen > LIMIT - 20 and ulen <= LIMIT, ulen)
+            local over, vals = ask(LIMIT + 12 - base)
+            assert.equal("POST", over.method)
+            assert.equal("", over.query)
+            assert.equal("application/x-www-form-urlencoded", over.headers["content-type"])
+            for _, v in ipairs(vals) do
+                assert.truthy(over.params.query:find(v, 1, true))
+            end
+            adapter:stop(); prom:stop()
+        end)
+
+        it("sends a PA-sized query (150 pods, about 10 KiB) with the default limit as POST", function()
+            local prom = helpers.start_prometheus { state = STATE }
+            local adapter = start(prom, kube)
+            local names = {}
+            for i = 1, 150 do names[i] = string.format("sample-app-7cfb596f98-a-long-deployment-name-%013d", i) end
+            local sel = "queue in (" .. table.concat(names, ",") .. ")"
+            prom:clear_requests()
+            assert.equal(200, (adapter:get_json(EXT .. "?labelSelector=" .. helpers.urlencode(sel))))
+            local q = queries(prom)
+            assert.equal(1, #q)
+            assert.equal("POST", q[1].method)
+            assert.truthy(#q[1].body > 8192)
+            assert.truthy(q[1].params.query:find(names[150], 1, true))
+            adapter:stop(); prom:stop()
+        end)
+    end)
+
+    describe("coalescing and the query cache", function()
+        it("sends identical concurrent queries to Prometheus once", function()
+            local prom = helpers.start_prometheus { state = STATE }
+            local adapter = start(prom, kube, { "--prometheus-timeout=10s" })
+            -- a slow answer keeps the first request in flight while the
+            -- others arrive (the server has 4 worker threads)
+            script(prom, query_for(), 42, { delay = 1.5 })
+            local N = 4
+            local res = parallel_get(adapter, EXT, N, 0.15)
+            for i = 1, N do
+                assert.equal(200, res[i].status, res[i].body)
+                assert.equal("42", cjson.decode(res[i].body).items[1].value)
+            end
+            local q = queries(prom, query_for())
+            print(string.format("# coalescing: %d concurrent requests -> %d Prometheus queries", N, #q))
+            for _, r in ipairs(q) do print("#  query at " .. r.time) end
+            assert.equal(1, #q)
+            -- no cache by default: the next request asks again
+            prom:clear_requests()
+            script(prom, query_for(), 43)
+            local _, doc = adapter:get_json(EXT)
+            assert.equal("43", doc.items[1].value)
+            assert.equal(1, #queries(prom, query_for()))
+            adapter:stop(); prom:stop()
+        end)
+
+        it("bounds N concurrent requests by the worker threads, not by N", function()
+            local prom = helpers.start_prometheus { state = STATE }
+            local adapter = start(prom, kube, { "--prometheus-timeout=10s" })
+            script(prom, query_for(), 7, { delay = 1 })
+            local N = 16
+            local res = parallel_get(adapter, EXT, N)
+            for i = 1, N do assert.equal(200, res[i].status, res[i].body) end
+            local q = queries(prom, query_for())
+            print(string.format("# coalescing: %d concurrent requests -> %d Prometheus queries", N, #q))
+            -- each of the server's 4 threads serves its connections one
+            -- at a time, so 16 simultaneous requests come in rounds; every
+            -- round shares one query (measured: 7-8 queries for 16)
+            assert.truthy(#q < N * 3 / 4, #q .. " queries")
+            adapter:stop(); prom:stop()
+        end)
+
+        it("shares an error answer too, and does not cache it", function()
+            local prom = helpers.start_prometheus { state = STATE }
+            local adapter = start(prom, kube, { "--query-cache-ttl=1m" })
+            prom:control("POST", "/_fake/query", { query = query_for(), status = 422, delay = 1,
+                body = cjson.encode({ status = "error", errorType = "execution", error = "boom" }) })
+            local res = parallel_get(adapter, EXT, 3)
+            for i = 1, 3 do
+                assert.equal(500, res[i].status)
+                assert.truthy(res[i].body:find("unable to fetch metrics", 1, true))
+            end
+            assert.equal(1, #queries(prom, query_for()))
+            script(prom, query_for(), 8)
+            local _, doc = adapter:get_json(EXT)
+            assert.equal("8", doc.items[1].value)
+            assert.equal(2, #queries(prom, query_for()))
+            adapter:stop(); prom:stop()
+        end)
+
+        it("serves repeated identical queries from memory for --query-cache-ttl", function()
+            local prom = helpers.start_prometheus { state = STATE }
+            local adapter = start(prom, kube, { "--query-cache-ttl=2s" })
+            script(prom, query_for(), 11)
+            local t0 = helpers.now()
+            local _, doc = adapter:get_json(EXT)
+            assert.equal("11", doc.items[1].value)
+            script(prom, query_for(), 12)
+            _, doc = adapter:get_json(EXT)
+            assert.equal("11", doc.items[1].value)      -- from the cache
+            assert.equal(1, #queries(prom, query_for()))
+            -- another query is not served from this entry
+            assert.equal(200, (adapter:get_json(EXT .. "?labelSelector=queue%3Djobs")))
+            assert.equal(1, #queries(prom, query_for('queue="jobs"')))
+            assert.truthy(helpers.now() - t0 < 1.8, "test too slow to check the TTL")
+            helpers.sleep(2.2 - (helpers.now() - t0))
+            _, doc = adapter:get_json(EXT)
+            assert.equal("12", doc.items[1].value)      -- expired: asked again
+            assert.equal(2, #queries(prom, query_for()))
+            adapter:stop(); prom:stop()
+        end)
+    end)
+
+    describe("timeouts", function()
+        it("answers 500 within --prometheus-timeout when Prometheus never answers", function()
+            local prom = helpers.start_prometheus { state = STATE }
+            local adapter = start(prom, kube, { "--prometheus-timeout=1s" })
+            prom:control("POST", "/_fake/query", { query = query_for(), hang = true })
+            local t0 = helpers.now()
+            local status, doc = adapter:get_json(EXT)
+            local took = helpers.now() - t0
+            assert.equal(500, status)
+            assert.equal("Internal error occurred: unable to fetch metrics", doc.message)
+            assert.truthy(took >= 0.9 and took < helpers.scale(3), "took " .. took)
+            local q = queries(prom, query_for())
+            assert.equal(1, #q)
+            assert.equal("1s", q[1].params.timeout)
+            -- a waiter on the hung query is bounded as well
+            local res = parallel_get(adapter, EXT, 3)
+            for i = 1, 3 do assert.equal(500, res[i].status) end
+            adapter:stop(); prom:stop()
+        end)
+
+        it("bounds relist calls and retries them with backoff", function()
+            local prom = helpers.start_prometheus { state = {
+                series = { { match = SERIES_MATCH, hang = true } } } }
+            local adapter = start(prom, kube, { "--prometheus-timeout=1s" }, nil, "20s")
+            -- first attempt + 3 retries (0.5 s, 1 s, 2 s, +-20%), each bounded by 1 s
+            local calls = helpers.wait_until(function()
+                local s = series_calls(prom)
+                return #s >= 4 and s
+            end, helpers.scale(12))
+            assert.truthy(calls, "expected 4 series calls")
+            helpers.sleep(1.5)
+            calls = series_calls(prom)
+            assert.equal(4, #calls)
+            local gaps = {}
+            for i = 2, 4 do gaps[#gaps + 1] = calls[i].time - calls[i - 1].time end
+            print(string.format("# relist retry gaps: %.2f %.2f %.2f s", gaps[1], gaps[2], gaps[3]))
+            -- each gap is the 1 s timeout plus the backoff delay
+            assert.truthy(gaps[1] > 1.3 and gaps[1] < 1.9, gaps[1])
+            assert.truthy(gaps[2] > 1.7 and gaps[2] < 2.5, gaps[2])
+            assert.truthy(gaps[3] > 2.5 and gaps[3] < 3.7, gaps[3])
+            adapter:stop(); prom:stop()
+        end)
+
+        it("recovers within the relist when a retry succeeds, and keeps the last good registry when all fail", function()
+            local prom = helpers.start_prometheus { state = STATE }
+            local adapter = start(prom, kube, { "--prometheus-timeout=1s" }, nil, "4s")
+            local LIST = "/apis/external.metrics.k8s.io/v1beta1"
+            local function names()
+                local _, doc = adapter:get_json(LIST)
+                local out = {}
+                for _, r in ipairs(doc.resources) do out[#out + 1] = r.name end
+                table.sort(out)
+                return table.concat(out, ",")
+            end
+            assert.equal("queue_depth", names())
+            -- every series call fails: the registry is kept
+            prom:control("POST", "/_fake/series", { match = SERIES_MATCH, status = 503,
+                body = cjson.encode({ status = "error", errorType = "unavailable", error = "down" }) })
+            prom:clear_requests()
+            assert.truthy(helpers.wait_until(function() return #series_calls(prom) >= 3 end, helpers.scale(10)))
+            assert.equal("queue_depth", names())
+            -- Prometheus comes back with another metric during the retries:
+            -- the same relist publishes it, well before the next interval
+            prom:clear_requests()
+            local first = helpers.wait_until(function() return series_calls(prom)[1] end, helpers.scale(10))
+            assert.truthy(first)
+            prom:control("POST", "/_fake/series", { match = SERIES_MATCH, data = {
+                { __name__ = "queue_depth", namespace = "default", queue = "jobs" },
+                { __name__ = "queue_size", namespace = "default", queue = "jobs" } } })
+            assert.truthy(helpers.wait_until(function()
+                return names() == "queue_depth,queue_size"
+            end, helpers.scale(3)))
+            assert.truthy(helpers.now() - first.time < 3.5)
             adapter:stop(); prom:stop()
         end)
     end)
