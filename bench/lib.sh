@@ -4,16 +4,15 @@
 # (spec/fixtures/fake_kube.lua), a kubeconfig for it, the adapter under test,
 # /readyz waits, RSS readings from /proc, and a cleanup trap that stops
 # exactly the processes started here (by pid, never by name).
-# Uses: bash, luajit + lua-socket, nginx (nginx-light), curl, the adapter
-# binary (ADAPTER_BIN, default build/promlua-adapter; built if missing).
-# Must never: touch files outside BENCH_DIR and the repo's build/ directory,
+# Uses: bash, luajit + lua-socket, nginx (nginx-light), curl, cmake, git,
+# the adapter binary (ADAPTER_BIN, else built from HEAD, see ensure_adapter).
+# Must never: write outside BENCH_DIR and BENCH_CACHE,
 # leave a process running, or wait without a bound.
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_SRC=$ROOT/bench
-ADAPTER_BIN=${ADAPTER_BIN:-$ROOT/build/promlua-adapter}
 # One work directory per run; data files are cached across runs in
 # BENCH_CACHE so the 1M-series file (~140 MB) is generated once.
 BENCH_DIR=${BENCH_DIR:-$(mktemp -d /tmp/promlua-bench.XXXXXX)}
@@ -50,12 +49,24 @@ free_port() {
                local _, p = s:getsockname(); s:close(); print(p)'
 }
 
-# Builds the adapter (RelWithDebInfo, as `make build`) when it is missing.
+# Sets ADAPTER_BIN. Unless ADAPTER_BIN is given, builds the committed tree
+# (git archive HEAD, so uncommitted edits in the work tree cannot change or
+# break the figures) as RelWithDebInfo, like `make build`, into
+# BENCH_CACHE/build-<commit>, once per commit.
 ensure_adapter() {
-    if [ ! -x "$ADAPTER_BIN" ]; then
-        log "building $ADAPTER_BIN"
-        (cd "$ROOT" && cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-            cmake --build build -j "$(nproc)" >/dev/null)
+    if [ -z "${ADAPTER_BIN:-}" ]; then
+        local rev src
+        rev=$(cd "$ROOT" && git rev-parse --short=12 HEAD)
+        src=$BENCH_CACHE/src-$rev
+        ADAPTER_BIN=$src/build/promlua-adapter
+        if [ ! -x "$ADAPTER_BIN" ]; then
+            log "building $rev into $src"
+            rm -rf "$src" && mkdir -p "$src"
+            (cd "$ROOT" && git archive HEAD) | tar -x -C "$src"
+            (cd "$src" && cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+                cmake --build build -j "$(nproc)" >"$src/build.log" 2>&1) ||
+                die "build of $rev failed (see $src/build.log); set ADAPTER_BIN"
+        fi
     fi
     [ -x "$ADAPTER_BIN" ] || die "no adapter binary at $ADAPTER_BIN"
 }
@@ -159,6 +170,8 @@ stop_adapter() {
 
 # proc_kb PID FIELD: a /proc/PID/status field (VmRSS, VmHWM) in kB.
 proc_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+# cpu_ticks PID: user + system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # klog_time LINE: seconds since midnight (UTC) of a klog line
@@ -171,5 +184,6 @@ machine_info() {
     echo "machine: nproc $(nproc), $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)," \
         "$(free -m | awk '/^Mem:/ { print $2 " MB RAM" }'), kernel $(uname -r)," \
         "Debian $(cat /etc/debian_version 2>/dev/null || echo ?)"
-    echo "adapter: $ADAPTER_BIN ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "adapter: $ADAPTER_BIN"
 }

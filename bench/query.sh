@@ -5,7 +5,9 @@
 # Prometheus (a static 1,000-sample vector) and the spec fake Kubernetes API
 # holding PODS pods (the adapter's watch-fed object cache is warmed by one
 # request first, so the measured requests make no Kubernetes call).
-# Prints wrk's requests/s and p50/p90/p99 latency for each wrk setting.
+# Prints wrk's requests/s and p50/p90/p99 latency for each wrk setting, and
+# the adapter's CPU time per request (user + system, from /proc; unlike the
+# rates this does not depend on what else the machine is running).
 # Usage: bench/query.sh [PODS]   (default 1000)
 # Env: WRK_SETTINGS ("THREADS:CONNECTIONS ...", default "1:1 1:4 2:8 2:16 2:32"),
 #      WRK_DURATION (default 10s), SELECTORS (default "app=bench shard=s7":
@@ -86,16 +88,21 @@ for sel in $SELECTORS; do
             perf_pid=$!
             BENCH_PIDS+=($perf_pid)
         fi
+        c0=$(cpu_ticks "$ADAPTER_PID")
         timeout 120 wrk -t "$t" -c "$c" -d "$DURATION" --latency "$url" >"$out" 2>&1 ||
             die "wrk failed: $(cat "$out")"
         [ -z "$perf_pid" ] || wait "$perf_pid" || true
-        awk -v t="$t" -v c="$c" '
+        c1=$(cpu_ticks "$ADAPTER_PID")
+        awk -v t="$t" -v c="$c" -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
+            -v load="$(cut -d' ' -f1 /proc/loadavg)" '
+            / requests in / { nreq = $1 }
             /Requests\/sec/ { rps = $2 }
             $1 == "50%" { p50 = $2 } $1 == "90%" { p90 = $2 } $1 == "99%" { p99 = $2 }
             /Non-2xx/ { bad = $NF }
             /Socket errors/ { errs = $0 }
-            END { printf "  wrk -t%d -c%-3d %9.0f req/s  p50 %-8s p90 %-8s p99 %-8s%s%s\n",
-                  t, c, rps, p50, p90, p99, bad ? "  NON-2XX " bad : "", errs ? "  " errs : "" }
+            END { printf "  wrk -t%d -c%-3d %7.0f req/s  p50 %-8s p90 %-8s p99 %-8s cpu %.2f ms/req  load %s%s%s\n",
+                  t, c, rps, p50, p90, p99, nreq ? ticks * 1000 / hz / nreq : 0, load,
+                  bad ? "  NON-2XX " bad : "", errs ? "  " errs : "" }
         ' "$out"
     done
 done
