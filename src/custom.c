@@ -3,8 +3,9 @@
  * Uses: api.h (call state), cache.h (registry, RESTMapper), kcache.h
  * (object names for selector queries, from the watch-fed cache: no
  * Kubernetes call per request once warm), selector.h, engine.h (this
- * thread's engine renders the PromQL), prom.h, jsonw.h, quantity.h,
- * status.h. */
+ * thread's engine renders the PromQL, or runs the rule's compute hook
+ * instead of the single query: docs/hooks.md), prom.h, jsonw.h,
+ * quantity.h, status.h. */
 #include "api.h"
 #include "engine.h"
 #include "jsonw.h"
@@ -253,6 +254,9 @@ serve(struct api_call *c, const char *version, struct target *t)
     struct kcache_snap *ksnap = NULL;
     struct selector *sel = NULL;
     struct prom_result *res = NULL;
+    struct engine_samples *hs = NULL;   /* compute hook's samples */
+    const struct prom_sample *samples = NULL;
+    size_t nsamples = 0;
     struct match *m = NULL;
     const char **names = NULL;
     const char *one[1];
@@ -303,15 +307,36 @@ serve(struct api_call *c, const char *version, struct target *t)
         }
     }
 
-    /* 3. The query, rendered by this thread's engine. */
+    /* 3. The query, rendered by this thread's engine; or the rule's
+     *    compute hook, which replaces 3. and 4. and answers samples. */
     const char *ms = server_request_query(c->req, "metricLabelSelector");
+    const char *ls = by_name ? NULL : server_request_query(c->req, "labelSelector");
     struct engine_custom_req rq = {
         .entry = e, .namespace_ = namespaced ? t->ns : "",
         .names = names, .nnames = nnames, .metric_selector = ms ? ms : "",
+        .label_selector = ls ? ls : "",
     };
     int code = 500;
-    if (engine_render_custom(c->thread->engine, &rq, &query, &selector_json,
-                             &code, err, sizeof err) != 0) {
+    struct engine *eng = c->thread->engine;
+    int64_t left = api_remaining_ms(c);
+    if (left > c->api->prom_timeout_ms)
+        left = c->api->prom_timeout_ms;
+    bool compute = engine_has_compute(eng, "custom", e->rule);
+    int rrc;
+    if (compute) {
+        if (left <= 0) {
+            status_timeout(resp);
+            goto done;
+        }
+        /* bound on every request: a reload may have replaced the engine */
+        engine_set_io(eng, c->api->prom, c->thread->http);
+        rrc = engine_compute_custom(eng, &rq, (long)left, &hs, &selector_json,
+                                    &code, err, sizeof err);
+    } else {
+        rrc = engine_render_custom(eng, &rq, &query, &selector_json, &code,
+                                   err, sizeof err);
+    }
+    if (rrc != 0) {
         if (code == 400)
             status_bad_request(resp, err);
         else if (code == 404)
@@ -322,41 +347,49 @@ serve(struct api_call *c, const char *version, struct target *t)
     }
 
     /* 4. Prometheus, bounded by the request deadline and --prometheus-timeout. */
-    int64_t left = api_remaining_ms(c);
-    if (left > c->api->prom_timeout_ms)
-        left = c->api->prom_timeout_ms;
-    if (left <= 0) {
-        status_timeout(resp);
-        goto done;
+    if (compute) {
+        samples = hs->v;
+        nsamples = hs->n;
+    } else {
+        left = api_remaining_ms(c);
+        if (left > c->api->prom_timeout_ms)
+            left = c->api->prom_timeout_ms;
+        if (left <= 0) {
+            status_timeout(resp);
+            goto done;
+        }
+        if (prom_query(c->api->prom, c->thread->http, query.data, prom_now(),
+                       (double)left / 1000.0, &res, err, sizeof err) != 0) {
+            LOGE("unable to fetch metrics from prometheus: %s (query %s)", err,
+                 query.data);
+            status_internal_error(resp, "unable to fetch metrics");
+            goto done;
+        }
+        if (res->type != PROM_VECTOR) {
+            LOGE("unable to fetch metrics: non-vector result for query %s",
+                 query.data);
+            status_internal_error(resp, "unable to fetch metrics");
+            goto done;
+        }
+        samples = res->samples;
+        nsamples = res->n;
     }
-    if (prom_query(c->api->prom, c->thread->http, query.data, prom_now(),
-                   (double)left / 1000.0, &res, err, sizeof err) != 0) {
-        LOGE("unable to fetch metrics from prometheus: %s (query %s)", err,
-             query.data);
-        status_internal_error(resp, "unable to fetch metrics");
-        goto done;
-    }
-    if (res->type != PROM_VECTOR) {
-        LOGE("unable to fetch metrics: non-vector result for query %s", query.data);
-        status_internal_error(resp, "unable to fetch metrics");
-        goto done;
-    }
-    if (by_name && res->n == 0) {
+    if (by_name && nsamples == 0) {
         status_metric_not_found(resp, t->metric, t->gr_text, t->name);
         goto done;
     }
 
     /* 5. Samples to objects through the resource label. */
-    m = calloc(res->n + 1, sizeof *m);
+    m = calloc(nsamples + 1, sizeof *m);
     if (!m) {
         status_internal_error(resp, "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < res->n; i++) {
-        const char *v = sample_label(&res->samples[i], e->resource_label);
-        m[i] = (struct match){ v ? v : "", res->samples[i].value, i };
+    for (size_t i = 0; i < nsamples; i++) {
+        const char *v = sample_label(&samples[i], e->resource_label);
+        m[i] = (struct match){ v ? v : "", samples[i].value, i };
     }
-    qsort(m, res->n, sizeof *m, cmp_match);
+    qsort(m, nsamples, sizeof *m, cmp_match);
 
     struct buf stamp;
     buf_init(&stamp, 64);
@@ -380,7 +413,7 @@ serve(struct api_call *c, const char *version, struct target *t)
     jsonw_array_open(w);
     size_t emitted = 0;
     for (size_t i = 0; i < nnames; i++) {
-        const struct match *hit = find_value(m, res->n, names[i]);
+        const struct match *hit = find_value(m, nsamples, names[i]);
         if (!hit)
             continue;
         write_item(w, version, r, t, names[i], hit->value, stamp.data,
@@ -399,6 +432,7 @@ serve(struct api_call *c, const char *version, struct target *t)
 done:
     free(m);
     prom_result_free(res);
+    engine_samples_free(hs);
     selector_free(sel);
     if (names != one)
         free(names);

@@ -2,8 +2,9 @@
  * GET namespaces/<ns>/<metric>?labelSelector= (spec-server.md §2.6,
  * spec-rules.md §6.2).
  * Uses: api.h (call state), cache.h (external registry), engine.h (this
- * thread's engine renders the PromQL), prom.h, jsonw.h, quantity.h,
- * status.h. */
+ * thread's engine renders the PromQL, or runs the rule's compute hook
+ * instead of the single query: docs/hooks.md), prom.h, jsonw.h,
+ * quantity.h, status.h. */
 #include "api.h"
 #include "engine.h"
 #include "jsonw.h"
@@ -96,37 +97,65 @@ external_handle(struct api_call *c, const char *const *segs, size_t n)
     struct buf query;
     buf_init(&query, 1 << 24);
     struct prom_result *res = NULL;
+    struct engine_samples *hs = NULL;   /* compute hook's samples */
     char err[1024];
     const char *sel = server_request_query(c->req, "labelSelector");
     struct engine_external_req rq = {
         .entry = e, .namespace_ = ns, .selector = sel ? sel : "",
     };
     int code = 500;
-    if (engine_render_external(c->thread->engine, &rq, &query, &code, err,
-                               sizeof err) != 0) {
-        if (code == 400)
-            status_bad_request(resp, err);
-        else
-            status_internal_error(resp, err);
-        goto done;
-    }
+    struct engine *eng = c->thread->engine;
     int64_t left = api_remaining_ms(c);
     if (left > c->api->prom_timeout_ms)
         left = c->api->prom_timeout_ms;
-    if (left <= 0) {
-        status_timeout(resp);
-        goto done;
-    }
-    if (prom_query(c->api->prom, c->thread->http, query.data, prom_now(),
-                   (double)left / 1000.0, &res, err, sizeof err) != 0) {
-        LOGE("unable to fetch metrics from prometheus: %s (query %s)", err,
-             query.data);
-        status_internal_error(resp, "unable to fetch metrics");
-        goto done;
-    }
-    if (res->type != PROM_VECTOR && res->type != PROM_SCALAR) {
-        status_unknown_error(resp, "encountered an unexpected query result type");
-        goto done;
+    const struct prom_sample *samples = NULL;
+    size_t nsamples = 0;
+    bool scalar = false;
+    if (engine_has_compute(eng, "external", e->rule)) {
+        /* The compute hook replaces render + query (docs/hooks.md). */
+        if (left <= 0) {
+            status_timeout(resp);
+            goto done;
+        }
+        engine_set_io(eng, c->api->prom, c->thread->http);
+        if (engine_compute_external(eng, &rq, (long)left, &hs, &code, err,
+                                    sizeof err) != 0) {
+            if (code == 400)
+                status_bad_request(resp, err);
+            else
+                status_internal_error(resp, err);
+            goto done;
+        }
+        samples = hs->v;
+        nsamples = hs->n;
+    } else {
+        if (engine_render_external(eng, &rq, &query, &code, err,
+                                   sizeof err) != 0) {
+            if (code == 400)
+                status_bad_request(resp, err);
+            else
+                status_internal_error(resp, err);
+            goto done;
+        }
+        if (left <= 0) {
+            status_timeout(resp);
+            goto done;
+        }
+        if (prom_query(c->api->prom, c->thread->http, query.data, prom_now(),
+                       (double)left / 1000.0, &res, err, sizeof err) != 0) {
+            LOGE("unable to fetch metrics from prometheus: %s (query %s)", err,
+                 query.data);
+            status_internal_error(resp, "unable to fetch metrics");
+            goto done;
+        }
+        if (res->type != PROM_VECTOR && res->type != PROM_SCALAR) {
+            status_unknown_error(resp,
+                                 "encountered an unexpected query result type");
+            goto done;
+        }
+        samples = res->samples;
+        nsamples = res->n;
+        scalar = res->type == PROM_SCALAR;
     }
     struct jsonw *w = jsonw_new(0);
     if (!w) {
@@ -141,12 +170,13 @@ external_handle(struct api_call *c, const char *const *segs, size_t n)
     jsonw_map_close(w);
     jsonw_key(w, "items");
     jsonw_array_open(w);
-    for (size_t i = 0; i < res->n; i++)
-        write_item(w, metric, &res->samples[i], res->type == PROM_SCALAR);
+    for (size_t i = 0; i < nsamples; i++)
+        write_item(w, metric, &samples[i], scalar);
     jsonw_array_close(w);
     jsonw_map_close(w);
     api_send_json(c, 200, w);
 done:
     prom_result_free(res);
+    engine_samples_free(hs);
     buf_free(&query);
 }
