@@ -8,8 +8,10 @@ what=${1:-all}
 build_pkgs="build-essential cmake pkg-config luajit libluajit-5.1-dev
   libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
   libpcre2-dev libyaml-dev libyajl-dev lua-cjson openssl"
-test_pkgs="lua-busted lua-socket curl kubectl"
-demo_pkgs="prometheus"
+# prometheus and nginx-light run the demo stack, which the end-to-end spec
+# (spec/integration/e2e_prometheus_spec.lua) runs too.
+test_pkgs="lua-busted lua-socket curl kubectl prometheus nginx-light"
+demo_pkgs=""
 
 case "$what" in
   build) want="$build_pkgs" ;;
