@@ -110,6 +110,9 @@ make_prom(const struct options *o, struct kube_config *auth, char *err,
             tls.cert_file = o->prometheus_client_tls_cert_file;
             tls.key_file = o->prometheus_client_tls_key_file;
         }
+        if (prom_check_tls_files(tls.ca_file, tls.cert_file, tls.key_file,
+                                 err, errlen) != 0)
+            return NULL;
         po.tls = &tls;
     } else if (o->prometheus_auth_incluster && *o->prometheus_auth_config) {
         snprintf(err, errlen, "may not use both in-cluster auth and an explicit "

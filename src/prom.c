@@ -107,6 +107,15 @@ struct token_src {
     char *token;                /* trimmed contents; owned */
 };
 
+/* strerror as Go prints syscall errors ("no such file or directory"). */
+static void
+go_errno(char *out, size_t outlen, int e)
+{
+    snprintf(out, outlen, "%s", strerror(e));
+    if (out[0] >= 'A' && out[0] <= 'Z')
+        out[0] = (char)(out[0] + 32);
+}
+
 static char *
 read_trimmed(const char *path, char *err, size_t errlen)
 {
@@ -118,7 +127,9 @@ read_trimmed(const char *path, char *err, size_t errlen)
 
     buf_init(&b, 1 << 20);
     if (!f) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        char why[128];
+        go_errno(why, sizeof why, errno);
+        snprintf(err, errlen, "open %s: %s", path, why);
         return NULL;
     }
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
@@ -1875,4 +1886,115 @@ prom_stats(struct prom_client *p, struct prom_stats *out)
     pthread_mutex_lock(&p->mu);
     *out = p->stats;
     pthread_mutex_unlock(&p->mu);
+}
+
+/* -- Start-up checks of --prometheus-ca-file and the client pair ----------- */
+
+/* Reads a whole (small) file; Go's os.ReadFile messages. */
+static char *
+slurp(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    struct buf b;
+    char chunk[4096], why[128];
+    size_t n;
+
+    if (!f) {
+        go_errno(why, sizeof why, errno);
+        snprintf(err, errlen, "open %s: %s", path, why);
+        return NULL;
+    }
+    buf_init(&b, 16 << 20);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (buf_add(&b, chunk, n) != 0)
+            break;
+    if (ferror(f) || n > 0) {
+        go_errno(why, sizeof why, ferror(f) ? errno : EFBIG);
+        snprintf(err, errlen, "read %s: %s", path, why);
+        fclose(f);
+        buf_free(&b);
+        return NULL;
+    }
+    fclose(f);
+    if (buf_addc(&b, '\0') != 0) {
+        snprintf(err, errlen, "out of memory");
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_take(&b, NULL);
+}
+
+/* True when text holds a complete PEM block "-----BEGIN <suffix>-----"
+ * whose type ends with suffix ("CERTIFICATE", "PRIVATE KEY"). */
+static bool
+has_pem(const char *text, const char *suffix)
+{
+    const char *p = text;
+    size_t sl = strlen(suffix);
+
+    while ((p = strstr(p, "-----BEGIN ")) != NULL) {
+        const char *type = p + 11, *end = strstr(type, "-----");
+        if (!end)
+            return false;
+        if ((size_t)(end - type) >= sl &&
+            memcmp(end - sl, suffix, sl) == 0) {
+            char tail[128];
+            snprintf(tail, sizeof tail, "-----END %.*s-----",
+                     (int)(end - type), type);
+            if (strstr(end, tail))
+                return true;
+        }
+        p = end;
+    }
+    return false;
+}
+
+int
+prom_check_tls_files(const char *ca_file, const char *cert_file,
+                     const char *key_file, char *err, size_t errlen)
+{
+    char why[512];
+    char *text = NULL;
+    int rc = -1;
+
+    if (ca_file && *ca_file) {
+        text = slurp(ca_file, why, sizeof why);
+        if (!text) {
+            snprintf(err, errlen, "failed to read prometheus-ca-file: %s", why);
+            goto done;
+        }
+        if (!has_pem(text, "CERTIFICATE")) {
+            snprintf(err, errlen, "no certs found in prometheus-ca-file");
+            goto done;
+        }
+        free(text);
+        text = NULL;
+    }
+    if (cert_file && *cert_file && key_file && *key_file) {
+        text = slurp(cert_file, why, sizeof why);
+        if (!text) {
+            snprintf(err, errlen, "failed to read TLS key pair: %s", why);
+            goto done;
+        }
+        if (!has_pem(text, "CERTIFICATE")) {
+            snprintf(err, errlen, "failed to read TLS key pair: tls: failed "
+                     "to find any PEM data in certificate input");
+            goto done;
+        }
+        free(text);
+        text = slurp(key_file, why, sizeof why);
+        if (!text) {
+            snprintf(err, errlen, "failed to read TLS key pair: %s", why);
+            goto done;
+        }
+        if (!has_pem(text, "PRIVATE KEY")) {
+            snprintf(err, errlen, "failed to read TLS key pair: tls: failed "
+                     "to find any PEM data in key input");
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(text);
+    return rc;
 }

@@ -135,6 +135,17 @@ struct prom_stats {
 };
 void prom_stats(struct prom_client *p, struct prom_stats *out);
 
+/* Start-up checks of --prometheus-ca-file (readable, at least one PEM
+ * certificate) and, when both are set, the client certificate and key
+ * files (readable, PEM blocks present), with PA's messages:
+ * `failed to read prometheus-ca-file: open <f>: no such file or directory`,
+ * `no certs found in prometheus-ca-file`, `failed to read TLS key pair:
+ * ...`. Whether the key matches the certificate shows at the first TLS
+ * handshake. The files are read again for every new connection, so a
+ * rotated certificate is picked up without a restart. */
+int prom_check_tls_files(const char *ca_file, const char *cert_file,
+                         const char *key_file, char *err, size_t errlen);
+
 /* Wall-clock time in seconds, truncated to milliseconds. */
 double prom_now(void);
 
