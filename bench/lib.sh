@@ -63,9 +63,14 @@ ensure_adapter() {
             log "building $rev into $src"
             rm -rf "$src" && mkdir -p "$src"
             (cd "$ROOT" && git archive HEAD) | tar -x -C "$src"
-            (cd "$src" && cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
-                cmake --build build -j "$(nproc)" >"$src/build.log" 2>&1) ||
-                die "build of $rev failed (see $src/build.log); set ADAPTER_BIN"
+            if ! (cd "$src" && cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null &&
+                cmake --build build -j "$(nproc)" >"$src/build.log" 2>&1); then
+                # HEAD can be briefly inconsistent while several people
+                # commit: fall back to the newest earlier build.
+                ADAPTER_BIN=$(ls -t "$BENCH_CACHE"/src-*/build/promlua-adapter 2>/dev/null | head -1)
+                [ -n "$ADAPTER_BIN" ] || die "build of $rev failed (see $src/build.log); set ADAPTER_BIN"
+                log "build of $rev failed (see $src/build.log); using $ADAPTER_BIN"
+            fi
         fi
     fi
     [ -x "$ADAPTER_BIN" ] || die "no adapter binary at $ADAPTER_BIN"
