@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # deps.sh: install every Debian package the build, the tests and the demo
 # need, and nothing that is already there. Idempotent; apt-get only.
-# Usage: scripts/deps.sh [build|test|demo|all]   (default: all)
+# Usage: scripts/deps.sh [build|test|demo|bench|all]   (default: all)
 set -euo pipefail
 what=${1:-all}
 
@@ -12,13 +12,17 @@ build_pkgs="build-essential cmake pkg-config luajit libluajit-5.1-dev
 # (spec/integration/e2e_prometheus_spec.lua) runs too.
 test_pkgs="lua-busted lua-socket curl kubectl prometheus nginx-light"
 demo_pkgs=""
+# bench/*.sh: nginx as the static fake Prometheus, wrk as the load generator
+# (perf, for profiles, comes with linux-perf; optional).
+bench_pkgs="nginx-light wrk"
 
 case "$what" in
   build) want="$build_pkgs" ;;
   test)  want="$build_pkgs $test_pkgs" ;;
   demo)  want="$build_pkgs $test_pkgs $demo_pkgs" ;;
-  all)   want="$build_pkgs $test_pkgs $demo_pkgs" ;;
-  *) echo "usage: $0 [build|test|demo|all]" >&2; exit 2 ;;
+  bench) want="$build_pkgs $test_pkgs $bench_pkgs" ;;
+  all)   want="$build_pkgs $test_pkgs $demo_pkgs $bench_pkgs" ;;
+  *) echo "usage: $0 [build|test|demo|bench|all]" >&2; exit 2 ;;
 esac
 
 missing=""
