@@ -324,7 +324,7 @@ function Engine:render_custom(req)
     local reqs = err
     local steps = rule.steps or self.steps
     local q, qerr = steps.render_query(rule, data,
-        rule.steps and M.request_view("custom", req, reqs) or nil)
+        rule.steps and M.request_view("custom", req, reqs, rule, data) or nil)
     if not q then return nil, rname .. ": " .. tostring(qerr), 500 end
     return q, matchers.selector_json(reqs)
 end
@@ -341,7 +341,7 @@ function Engine:render_external(req)
     end
     local steps = rule.steps or self.steps
     local q, qerr = steps.render_query(rule, data,
-        rule.steps and M.request_view("external", req) or nil)
+        rule.steps and M.request_view("external", req, nil, rule, data) or nil)
     if not q then return nil, rname .. ": " .. tostring(qerr), 500 end
     return q
 end
@@ -349,12 +349,22 @@ end
 -- ------------------------------------------------------ hook entry points
 
 -- The request as hooks see it (a fresh table per call).  reqs: the parsed
--- metric selector when the caller has it already.
-function M.request_view(api, req, reqs)
+-- metric selector when the caller has it already; rule: the compiled rule
+-- (for the label names).
+function M.request_view(api, req, reqs, rule, data)
     local v = { api = api, metric = req.metric, series = req.series,
         namespace = req.namespace or "" }
+    -- the template data the built-in render uses (<<.LabelMatchers>>,
+    -- <<.GroupBy>>), for hooks that build their own query
+    local f = data and data.__f
+    if f then v.label_matchers, v.group_by = f.LabelMatchers, f.GroupBy end
+    local cv = rule and rule.cv
+    v.namespace_label = req.namespace_label
+        or (cv and cv:label_for({ group = "", resource = "namespaces" })) or nil
     if api == "custom" then
         v.resource, v.group = req.resource, req.group or ""
+        v.resource_label = req.resource_label
+            or (cv and cv:label_for({ group = v.group, resource = v.resource })) or nil
         v.names = {}
         for i, n in ipairs(req.names or {}) do v.names[i] = n end
         v.metric_label_selector_text = req.metric_selector or ""
@@ -364,6 +374,7 @@ function M.request_view(api, req, reqs)
     else
         v.label_selector_text = req.selector or ""
         v.label_selector = matchers.parse(v.label_selector_text) or {}
+        v.namespaced = not (rule and rule.resources.namespaced == false)
     end
     return v
 end
@@ -426,7 +437,7 @@ function Engine:compute_custom(req)
         return nil, err, status
     end
     local reqs = err
-    local samples, msg, st = run_compute(self, rule, rname, M.request_view("custom", req, reqs), data)
+    local samples, msg, st = run_compute(self, rule, rname, M.request_view("custom", req, reqs, rule, data), data)
     if not samples then return nil, msg, st end
     return samples, matchers.selector_json(reqs)
 end
@@ -442,7 +453,7 @@ function Engine:compute_external(req)
         if status == 500 then err = rname .. ": " .. err end
         return nil, err, status
     end
-    return run_compute(self, rule, rname, M.request_view("external", req), data)
+    return run_compute(self, rule, rname, M.request_view("external", req, nil, rule, data), data)
 end
 
 

@@ -194,14 +194,18 @@ local function check_grs(v, ns)
     end
 end
 
-local function check_query(v)
+local function check_query(v, msg)
+    -- (nil, message) is a deliberate failure with that message (as the
+    -- built-in step fails), not a wrong type
+    if v == nil and type(msg) == "string" then return nil end
     if type(v) ~= "string" or v == "" then
         return "must return a non-empty PromQL string, got "
             .. (type(v) == "string" and "\"\"" or type(v))
     end
 end
 
-local function check_samples(v)
+local function check_samples(v, msg)
+    if v == nil and type(msg) == "string" then return msg end
     if type(v) ~= "table" then return "must return a list of samples, got " .. type(v) end
     for i, s in ipairs(v) do
         if type(s) ~= "table" then return string.format("sample %d is a %s", i, type(s)) end
@@ -311,8 +315,9 @@ function Set:steps_for(rule, view, builtin, rname)
                 if rq == request then return builtin.render_query(rule, data) end
                 return render_default(nil, rq)
             end
-            local ok, v, label = set:invoke("render_query", e, check_query, view, request, default)
-            if not ok then set:fail(label, rname .. ": " .. v); return nil, v end
+            local ok, v, extra = set:invoke("render_query", e, check_query, view, request, default)
+            if not ok then set:fail(extra, rname .. ": " .. v); return nil, v end
+            if v == nil then return nil, extra end   -- the hook's own message
             return v
         end
     end
