@@ -310,11 +310,11 @@ function Set:steps_for(rule, view, builtin, rname)
     local e_rq = pick("render_query")
     if e_rq then
         local e = e_rq
-        steps.render_query = function(_, data, request)
-            local function default(_, rq)
-                if rq == request then return builtin.render_query(rule, data) end
-                return render_default(nil, rq)
-            end
+        steps.render_query = function(_, _, request)
+            -- default rebuilds the template data from the request, so a
+            -- hook may change request fields (not the parsed selectors:
+            -- the *_text ones count) before handing it on
+            local function default(_, rq) return render_default(nil, rq) end
             local ok, v, extra = set:invoke("render_query", e, check_query, view, request, default)
             if not ok then set:fail(extra, rname .. ": " .. v); return nil, v end
             if v == nil then return nil, extra end   -- the hook's own message
@@ -326,17 +326,13 @@ function Set:steps_for(rule, view, builtin, rname)
     if e_c then
         local e = e_c
         -- compute(view, request, prom, data) -> samples | nil, msg
-        steps.compute = function(_, request, prom, data)
+        steps.compute = function(_, request, prom)
             local function default(_, rq)
-                local q, err
-                local render = steps.render_query or function(_, d) return builtin.render_query(rule, d) end
-                if rq == request then
-                    q, err = render(rule, data, request)
-                else
-                    local d, derr = builtin.render_data(rule, rq)
-                    if not d then return nil, derr end
-                    q, err = render(rule, d, rq)
-                end
+                local render = steps.render_query
+                    or function(_, d) return builtin.render_query(rule, d) end
+                local d, derr = builtin.render_data(rule, rq)
+                if not d then return nil, derr end
+                local q, err = render(rule, d, rq)
                 if not q then return nil, err end
                 return prom.query(q)
             end
