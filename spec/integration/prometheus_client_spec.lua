@@ -455,10 +455,12 @@ describe("Prometheus client", function()
             prom:control("POST", "/_fake/series", { match = SERIES_MATCH, status = 503,
                 body = cjson.encode({ status = "error", errorType = "unavailable", error = "down" }) })
             prom:clear_requests()
-            assert.truthy(helpers.wait_until(function() return #series_calls(prom) >= 3 end, helpers.scale(10)))
+            -- one whole failed round: the attempt and its 3 retries
+            assert.truthy(helpers.wait_until(function() return #series_calls(prom) >= 4 end, helpers.scale(12)))
             assert.equal("queue_depth", names())
-            -- Prometheus comes back with another metric during the retries:
-            -- the same relist publishes it, well before the next interval
+            -- Prometheus comes back with another metric during the retries of
+            -- the next round: that relist publishes it, well before the next
+            -- interval (4 s after the round)
             prom:clear_requests()
             local first = helpers.wait_until(function() return series_calls(prom)[1] end, helpers.scale(10))
             assert.truthy(first)
