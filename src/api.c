@@ -8,6 +8,7 @@
 #include "httputil.h"
 #include "jsonw.h"
 #include "log.h"
+#include "metrics.h"
 #include "status.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +31,45 @@ api_thread_init(void *ctx)
     t->http = http_client_new(err, sizeof err);
     if (!t->http)
         LOGE("worker HTTP client: %s", err);
-    /* The config was validated at start-up; building it again here cannot
-     * fail for config reasons, only for lack of memory. */
-    t->engine = engine_new(a->config_text, a->config_len, a->config_file,
-                           a->lua_dir, false, err, sizeof err);
+    /* The config was validated at start-up (or by the reload that
+     * published it); building it again here cannot fail for config
+     * reasons, only for lack of memory. */
+    struct config_snap *cs = config_acquire(a->config);
+    struct engine_hooks hooks;
+    config_snap_hooks(cs, &hooks);
+    t->engine = engine_new(cs->text, cs->len, a->config_file, a->lua_dir,
+                           &hooks, false, err, sizeof err);
+    t->config_generation = cs->generation;
+    config_release(a->config, cs);
     if (!t->engine)
         LOGE("worker rules engine: %s", err);
     return t;
+}
+
+/* Rebuilds this thread's engine when a reload published a new config;
+ * on failure the old engine keeps serving. The new engine gets the
+ * resource map on the next check (resources_generation is reset). */
+static void
+refresh_engine(struct api *a, struct api_thread *t)
+{
+    if (config_generation(a->config) == t->config_generation)
+        return;
+    char err[4096];
+    struct config_snap *cs = config_acquire(a->config);
+    struct engine_hooks hooks;
+    config_snap_hooks(cs, &hooks);
+    struct engine *e = engine_new(cs->text, cs->len, a->config_file,
+                                  a->lua_dir, &hooks, false, err, sizeof err);
+    if (e) {
+        engine_free(t->engine);
+        t->engine = e;
+        t->resources_generation = UINT64_MAX;
+    } else {
+        LOGE("worker rules engine (config generation %llu): %s",
+             (unsigned long long)cs->generation, err);
+    }
+    t->config_generation = cs->generation;
+    config_release(a->config, cs);
 }
 
 void
@@ -179,6 +212,20 @@ health(struct api_call *c, const char *which)
     server_response_text(c->resp, 500, "text/plain; charset=utf-8", body);
 }
 
+/* -- /metrics ---------------------------------------------------------- */
+
+static void
+metrics_page(struct server_response *resp)
+{
+    buf_reset(&resp->body);
+    if (metrics_render(&resp->body) != 0) {
+        status_internal_error(resp, "unable to render the metrics");
+        return;
+    }
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
 /* -- Routing ---------------------------------------------------------- */
 
 static bool
@@ -267,6 +314,13 @@ api_handle(void *ctx, const struct server_request *req,
             status_method_not_allowed(resp);
         goto done;
     }
+    if (segs.n == 1 && !strcmp(segs.seg[0], "metrics")) {
+        if (head_ok)
+            metrics_page(resp);
+        else
+            status_method_not_allowed(resp);
+        goto done;
+    }
     if (segs.n == 0 || strcmp(segs.seg[0], "apis")) {
         server_response_header(resp, "X-Content-Type-Options", "nosniff");
         server_response_text(resp, 404, "text/plain; charset=utf-8",
@@ -292,6 +346,8 @@ api_handle(void *ctx, const struct server_request *req,
         status_bad_request(resp, err);
         goto done;
     }
+    if (c.thread)
+        refresh_engine(a, c.thread);
     if (!c.thread || !c.thread->engine || !c.thread->http) {
         status_internal_error(resp, "request handler unavailable");
         goto done;
@@ -308,4 +364,82 @@ api_handle(void *ctx, const struct server_request *req,
 done:
     cache_snap_release(a->cache, c.snap);
     httputil_segs_free(&segs);
+}
+
+/* -- Request metrics -------------------------------------------------- */
+
+void
+api_route_label(const char *path, char *out, size_t outlen)
+{
+    static const char *const keep[] = {
+        "namespaces", "pods", "nodes", "metrics", "*",
+    };
+    static const char *const top[] = {
+        "/healthz", "/livez", "/readyz", "/metrics", "/apis", "/version", "/",
+    };
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if (!strcmp(path, top[i])) {
+            snprintf(out, outlen, "%s", path);
+            return;
+        }
+    struct httputil_segs s = {0};
+    if (strncmp(path, "/apis/", 6) || httputil_split_path(path, &s) != 0 ||
+        s.n < 2 || (strcmp(s.seg[1], CUSTOM_GROUP) &&
+                    strcmp(s.seg[1], EXTERNAL_GROUP) &&
+                    strcmp(s.seg[1], RESOURCE_GROUP))) {
+        snprintf(out, outlen, "other");
+        httputil_segs_free(&s);
+        return;
+    }
+    size_t o = (size_t)snprintf(out, outlen, "/apis/%s", s.seg[1]);
+    for (size_t i = 2; i < s.n && o < outlen; i++) {
+        const char *seg = "*";
+        if (i == 2 && (!strcmp(s.seg[i], "v1beta1") || !strcmp(s.seg[i], "v1beta2")))
+            seg = s.seg[i];
+        for (size_t k = 0; i > 2 && k < sizeof keep / sizeof keep[0]; k++)
+            if (!strcmp(s.seg[i], keep[k]))
+                seg = keep[k];
+        o += (size_t)snprintf(out + o, outlen - o, "/%s", seg);
+    }
+    httputil_segs_free(&s);
+}
+
+static void
+observe(const struct server_request *req, const struct server_response *resp,
+        double start)
+{
+    char route[256], code[16];
+    api_route_label(req->path, route, sizeof route);
+    snprintf(code, sizeof code, "%d", resp->status);
+    metrics_add(METRICS_HTTP_REQUESTS, route, code, 1);
+    metrics_observe(METRICS_HTTP_DURATION, route, code, metrics_now() - start);
+}
+
+void
+api_serve(void *ctx, const struct server_request *req,
+          struct server_response *resp)
+{
+    double start = metrics_now();
+    metrics_add(METRICS_HTTP_INFLIGHT, NULL, NULL, 1);
+    api_handle(ctx, req, resp);
+    metrics_add(METRICS_HTTP_INFLIGHT, NULL, NULL, -1);
+    observe(req, resp, start);
+}
+
+void
+api_metrics_handle(void *ctx, const struct server_request *req,
+                   struct server_response *resp)
+{
+    double start = metrics_now();
+    bool head_ok = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
+    if (!strcmp(req->path, "/metrics") && head_ok) {
+        metrics_page(resp);
+    } else if (!strcmp(req->path, "/healthz") || !strcmp(req->path, "/livez") ||
+               !strcmp(req->path, "/readyz")) {
+        api_handle(ctx, req, resp);
+    } else {
+        server_response_text(resp, 404, "text/plain; charset=utf-8",
+                             "404 page not found\n");
+    }
+    observe(req, resp, start);
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include "buf.h"
 #include "cache.h"
+#include "reload.h"
 #include "server.h"
 
 struct engine;
@@ -25,11 +26,13 @@ struct api {
     struct relist *relist;            /* borrowed; poked on mapper misses */
     struct prom_client *prom;         /* borrowed */
     struct kcache_set *kcache;        /* borrowed */
-    const char *config_text;          /* borrowed: each thread builds its */
-    size_t config_len;                /* own engine from this text */
+    struct config_store *config;      /* borrowed: each thread builds its
+                                       * own engine from the current
+                                       * snapshot, again when it changes */
     const char *config_file;
     const char *lua_dir;
-    bool has_custom, has_external, has_resource;
+    /* Follow the config: set at start-up and by a reload (main.c). */
+    atomic_bool has_custom, has_external, has_resource;
     int64_t request_timeout_ms;       /* --request-timeout */
     int64_t prom_timeout_ms;          /* --prometheus-timeout */
     int secure_port;
@@ -41,12 +44,24 @@ struct api_thread {
     struct engine *engine;            /* NULL if it could not be built */
     struct http_client *http;
     uint64_t resources_generation;    /* of the map the engine was given */
+    uint64_t config_generation;       /* of the config it was built from */
 };
 
 void *api_thread_init(void *api);
 void api_thread_fini(void *api, void *thread);
 void api_handle(void *api, const struct server_request *req,
                 struct server_response *resp);
+/* The server's handler: api_handle inside request counting, latency and
+ * in-flight metrics (http_requests_total{route,code} ...). */
+void api_serve(void *api, const struct server_request *req,
+               struct server_response *resp);
+/* Handler of the optional plain-HTTP --metrics-bind-address listener:
+ * /metrics (no authentication) and the health endpoints; 404 elsewhere. */
+void api_metrics_handle(void *api, const struct server_request *req,
+                        struct server_response *resp);
+/* The bounded label for a request path (route="..."): health and metrics
+ * paths as they are, API paths with every variable segment as "*". */
+void api_route_label(const char *path, char *out, size_t outlen);
 
 /* -- Shared by the API handlers (api.c, custom.c) -- */
 

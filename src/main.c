@@ -9,16 +9,22 @@
 #include "authz.h"
 #include "cache.h"
 #include "certs.h"
+#include "cli.h"
 #include "engine.h"
 #include "flags.h"
 #include "http_client.h"
 #include "kcache.h"
 #include "kube.h"
 #include "log.h"
+#include "metrics.h"
 #include "prom.h"
 #include "relist.h"
+#include "reload.h"
 #include "server.h"
 #include <errno.h>
+#include <luajit.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,35 +64,6 @@ delegated_client(const char *kubeconfig, const char *what, char *err,
         snprintf(err, errlen, "failed to get delegated %s kubeconfig: %s",
                  what, e);
     return kc;
-}
-
-static char *
-read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct buf b;
-    buf_init(&b, (size_t)64 << 20);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_add(&b, chunk, n) < 0) {
-            snprintf(err, errlen, "read %s: file too large", path);
-            fclose(f);
-            return NULL;
-        }
-    }
-    if (ferror(f)) {
-        snprintf(err, errlen, "read %s: %s", path, strerror(errno));
-        fclose(f);
-        buf_free(&b);
-        return NULL;
-    }
-    fclose(f);
-    return buf_take(&b, len);
 }
 
 /* Prometheus client from the flags (spec-server.md §9.3 precedence). */
@@ -132,12 +109,68 @@ make_prom(const struct options *o, struct kube_config *auth, char *err,
     return prom_client_new(&po, err, errlen);
 }
 
+/* reload callback (reloading thread): the APIs served follow the new
+ * config, and the relist thread rebuilds its engine and relists now. */
+static void
+config_swapped(void *ctx, const struct config_snap *snap)
+{
+    struct api *a = ctx;
+    atomic_store(&a->has_custom, snap->has_custom);
+    atomic_store(&a->has_external, snap->has_external);
+    atomic_store(&a->has_resource, snap->has_resource);
+    relist_reload(a->relist);
+}
+
+/* Second-signal watcher, started when shutdown begins: a second SIGTERM or
+ * SIGINT while requests drain exits at once (as Go's apiserver does). */
+static void *
+second_signal(void *arg)
+{
+    sigset_t *sigs = arg;
+    int sig = 0;
+    if (sigwait(sigs, &sig) == 0) {
+        LOGW("received signal %d again, exiting immediately", sig);
+        _exit(1);
+    }
+    return NULL;
+}
+
+/* "host:port", ":port" or "[v6]:port" of --metrics-bind-address. */
+static int
+split_host_port(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || !colon[1])
+        return -1;
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535)
+        return -1;
+    size_t n = (size_t)(colon - s);
+    if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+        s++;
+        n -= 2;
+    }
+    if (n >= hostlen)
+        return -1;
+    memcpy(host, s, n);
+    host[n] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     struct options o;
     char err[8192];
     int rc = FATAL_EXIT;
+
+    /* Subcommands (docs/operations.md): check-config, explain. */
+    if (argc > 1 && !strcmp(argv[1], "check-config"))
+        return cli_check_config(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "explain"))
+        return cli_explain(argc - 1, argv + 1, make_prom);
 
     switch (flags_parse(argc, argv, &o, err, sizeof err)) {
     case FLAGS_OK: break;
@@ -148,6 +181,13 @@ main(int argc, char **argv)
         return 2;
     }
     log_set_verbosity(o.v);
+    if (log_set_format(o.logging_format, err, sizeof err) != 0) {
+        fprintf(stderr, "Error: invalid argument \"%s\" for \"--logging-format\" "
+                "flag: %s\n", o.logging_format, err);
+        options_free(&o);
+        return 2;
+    }
+    metrics_set(METRICS_BUILD_INFO, ADAPTER_VERSION, LUAJIT_VERSION, 1);
     flags_log(&o);
     flags_warn_unimplemented(&o);
 
@@ -156,6 +196,7 @@ main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -165,15 +206,18 @@ main(int argc, char **argv)
     struct kcache_set *kcache = NULL;
     struct engine *eng = NULL;
     struct relist *relist = NULL;
-    struct server *srv = NULL;
+    struct server *srv = NULL, *msrv = NULL;
+    struct reload *reloader = NULL;
+    struct config_snap *csnap = NULL;
+    struct config_store store;
+    bool store_ok = false;
     struct kube_client *authn_kc = NULL, *authz_kc = NULL;
     struct authn *authn = NULL;
     struct authz *authz = NULL;
     struct certs_watch *cwatch = NULL;
     struct authz_chain chain;
     char *trust_pem = NULL;
-    char *config_text = NULL, *cert_pem = NULL, *key_pem = NULL;
-    size_t config_len = 0;
+    char *cert_pem = NULL, *key_pem = NULL;
     struct cache cache;
     bool cache_ok = false;
     struct api api = {0};
@@ -193,24 +237,35 @@ main(int argc, char **argv)
              "configuration file specified (make sure to use --config)");
         goto out;
     }
-    config_text = read_file(o.config, &config_len, err, sizeof err);
-    if (!config_text) {
+    /* The config and hook scripts are read once into a snapshot that
+     * every thread builds its engine from; a reload publishes another. */
+    if (config_snap_load(o.config, (const char *const *)o.lua_script.v,
+                         o.lua_script.n, (long)o.lua_hook_timeout_ms, &csnap,
+                         err, sizeof err) != 0) {
         LOGE("unable to load metrics discovery config: unable to load metrics "
              "discovery config file: %s", err);
         goto out;
     }
     const char *lua_dir = *o.lua_dir ? o.lua_dir : NULL;
-    eng = engine_new(config_text, config_len, o.config, lua_dir, true, err,
-                     sizeof err);
+    struct engine_hooks hooks;
+    config_snap_hooks(csnap, &hooks);
+    eng = engine_new(csnap->text, csnap->len, o.config, lua_dir, &hooks, true,
+                     err, sizeof err);
     if (!eng) {
         /* One line per problem, "FILE:LINE: key.path: message". */
         fprintf(stderr, "%s\n", err);
         LOGE("unable to load metrics discovery config: %s", o.config);
         goto out;
     }
-    api.has_custom = engine_has(eng, "custom");
-    api.has_external = engine_has(eng, "external");
-    api.has_resource = engine_has(eng, "resource");
+    csnap->has_custom = engine_has(eng, "custom");
+    csnap->has_external = engine_has(eng, "external");
+    csnap->has_resource = engine_has(eng, "resource");
+    atomic_init(&api.has_custom, csnap->has_custom);
+    atomic_init(&api.has_external, csnap->has_external);
+    atomic_init(&api.has_resource, csnap->has_resource);
+    config_store_init(&store, csnap);
+    csnap = NULL;
+    store_ok = true;
 
     int64_t max_age = o.metrics_max_age_ms ? o.metrics_max_age_ms
                                            : o.metrics_relist_interval_ms;
@@ -247,6 +302,7 @@ main(int argc, char **argv)
         .interval_ms = (long)o.metrics_relist_interval_ms,
         .max_age_ms = (long)max_age,
         .discovery_interval_ms = (long)o.discovery_interval_ms,
+        .config = &store, .config_file = o.config, .lua_dir = lua_dir,
     };
     eng = NULL;   /* owned by the relist from here, even on failure */
     relist = relist_start(&ro, err, sizeof err);
@@ -265,8 +321,7 @@ main(int argc, char **argv)
     api.relist = relist;
     api.prom = prom;
     api.kcache = kcache;
-    api.config_text = config_text;
-    api.config_len = config_len;
+    api.config = &store;
     api.config_file = o.config;
     api.lua_dir = lua_dir;
     api.request_timeout_ms = o.request_timeout_ms;
@@ -342,12 +397,74 @@ main(int argc, char **argv)
     LOGI("serving securely on %s:%d", *o.bind_address ? o.bind_address : "0.0.0.0",
          server_port(srv));
 
+    /* Optional plain-HTTP /metrics listener, without authentication. */
+    if (*o.metrics_bind_address) {
+        char host[256];
+        int mport = 0;
+        if (split_host_port(o.metrics_bind_address, host, sizeof host,
+                            &mport) != 0) {
+            LOGE("invalid --metrics-bind-address \"%s\": want host:port",
+                 o.metrics_bind_address);
+            goto out;
+        }
+        struct server_config mc = {
+            .bind_address = host, .port = mport, .tls = false, .threads = 1,
+            .handler = api_metrics_handle, .ctx = &api,
+        };
+        msrv = server_new(&mc, err, sizeof err);
+        if (!msrv || server_start(msrv, err, sizeof err) != 0) {
+            LOGE("metrics listener: %s", err);
+            goto out;
+        }
+        LOGI("serving metrics on http://%s:%d/metrics", *host ? host : "0.0.0.0",
+             server_port(msrv));
+    }
+
+    /* Reload on SIGHUP (below) and on changes of the files (watcher). */
+    struct reload_opts rlo = {
+        .store = &store, .config_file = o.config,
+        .scripts = (const char *const *)o.lua_script.v,
+        .nscripts = o.lua_script.n,
+        .hook_timeout_ms = (long)o.lua_hook_timeout_ms,
+        .lua_dir = lua_dir, .debounce_ms = 500, .watch = true,
+        .on_swap = config_swapped, .ctx = &api,
+    };
+    reloader = reload_start(&rlo, err, sizeof err);
+    if (!reloader) {
+        LOGW("config file watching disabled (SIGHUP still reloads): %s", err);
+        rlo.watch = false;
+        reloader = reload_start(&rlo, err, sizeof err);
+    }
+
     int sig = 0;
-    sigwait(&sigs, &sig);
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            break;
+        LOGI("received SIGHUP, reloading %s", o.config);
+        if (reloader)
+            reload_now(reloader, err, sizeof err);
+    }
+    /* Graceful shutdown: /readyz fails from now on, the listener stops
+     * accepting and in-flight requests drain for up to
+     * --shutdown-delay-duration (60s when unset); a second signal exits
+     * at once. */
     LOGI("received signal %d, shutting down", sig);
     atomic_store(&api.shutting_down, true);
+    pthread_t sigthr;
+    sigdelset(&sigs, SIGHUP);
+    if (pthread_create(&sigthr, NULL, second_signal, &sigs) == 0)
+        pthread_detach(sigthr);
+    int drain_ms = o.shutdown_delay_duration_ms > 0
+                       ? (int)o.shutdown_delay_duration_ms : 60000;
+    server_stop(srv, drain_ms);
+    server_stop(msrv, 1000);
+    LOGI("in-flight requests drained, exiting");
     rc = 0;
 out:
+    reload_stop(reloader);
+    server_free(msrv);
     certs_watch_stop(cwatch);
     server_free(srv);
     authz_free(authz);
@@ -364,7 +481,10 @@ out:
     kube_config_free(&prom_auth);
     if (cache_ok)
         cache_destroy(&cache);
-    free(config_text);
+    if (store_ok)
+        config_store_destroy(&store);
+    config_snap_free(csnap);
+    metrics_free_all();
     free(cert_pem);
     free(key_pem);
     options_free(&o);

@@ -5,6 +5,8 @@
 #include "http_client.h"
 #include "kube.h"
 #include "log.h"
+#include "metrics.h"
+#include "reload.h"
 #include "prom.h"
 #include <errno.h>
 #include <pthread.h>
@@ -33,11 +35,14 @@ struct relist {
     struct cache_resource *res;     /* current resource map (thread-owned) */
     size_t nres;
     uint64_t res_gen;               /* bumped on every new resource map */
+    uint64_t config_gen;            /* of the config the engine was built from */
+    int *failed_custom, *failed_external; /* rules whose query failed at */
+    size_t nfailed_custom, nfailed_external; /* the last relist (metrics) */
     long long last_discovery_ms;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    bool stop, poked, started;
+    bool stop, poked, started, reload;
     unsigned seed;                  /* retry jitter (relist thread only) */
 };
 
@@ -66,8 +71,13 @@ discover_resources(struct relist *r, char *err, size_t errlen)
 {
     struct kube_resource *kr = NULL;
     size_t n = 0;
-    if (kube_discover(r->o.kube, &kr, &n, err, errlen) != 0)
+    double t0 = metrics_now();
+    int drc = kube_discover(r->o.kube, &kr, &n, err, errlen);
+    metrics_observe(METRICS_KUBE_DURATION, "discovery", NULL, metrics_now() - t0);
+    if (drc != 0) {
+        metrics_add(METRICS_KUBE_ERRORS, "discovery", NULL, 1);
         return -1;
+    }
     struct cache_resource *cr = calloc(n ? n : 1, sizeof *cr);
     if (!cr) {
         kube_resources_free(kr, n);
@@ -220,6 +230,16 @@ relist_kind(struct relist *r, const char *kind, const struct cache_snap *prev,
     }
     if (carry_over(prev, snap, strcmp(kind, "custom") == 0, failed, nfailed) < 0)
         goto done;
+    if (!strcmp(kind, "custom")) {
+        free(r->failed_custom);
+        r->failed_custom = failed;
+        r->nfailed_custom = nfailed;
+    } else {
+        free(r->failed_external);
+        r->failed_external = failed;
+        r->nfailed_external = nfailed;
+    }
+    failed = NULL;
     rc = 0;
 done:
     for (size_t i = 0; shapes && i < nq; i++)
@@ -231,6 +251,126 @@ done:
     free(failed);
     engine_strv_free(queries, nq);
     return rc;
+}
+
+/* relist_kind with its duration and outcome recorded (metrics.h). */
+static int
+timed_relist_kind(struct relist *r, const char *kind,
+                  const struct cache_snap *prev, struct cache_snap *snap,
+                  double start)
+{
+    double t0 = metrics_now();
+    int rc = relist_kind(r, kind, prev, snap, start);
+    metrics_observe(METRICS_RELIST_DURATION, kind, NULL, metrics_now() - t0);
+    metrics_add(METRICS_RELIST_RUNS, kind, rc == 0 ? "success" : "failure", 1);
+    return rc;
+}
+
+struct rule_series {                /* one (rule, series) pair of a snapshot */
+    int rule;
+    const char *series;
+};
+
+static int
+cmp_rule_series(const void *a, const void *b)
+{
+    const struct rule_series *x = a, *y = b;
+    if (x->rule != y->rule)
+        return x->rule < y->rule ? -1 : 1;
+    return strcmp(x->series, y->series);
+}
+
+static bool
+has_rule(const int *v, size_t n, int rule)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == rule)
+            return true;
+    return false;
+}
+
+/* Per-rule gauges of one kind from the published snapshot: metrics are
+ * registry entries, series the distinct series names; rule labels use
+ * the config's key paths ("rules[0]"), as check-config prints them. */
+static void
+kind_metrics(const char *prefix, struct rule_series *v, size_t n,
+             const int *failed, size_t nfailed)
+{
+    qsort(v, n, sizeof *v, cmp_rule_series);
+    char label[64];
+    for (size_t i = 0; i < n;) {
+        size_t j = i, series = 0;
+        for (; j < n && v[j].rule == v[i].rule; j++)
+            if (j == i || strcmp(v[j].series, v[j - 1].series))
+                series++;
+        snprintf(label, sizeof label, "%s[%d]", prefix, v[i].rule - 1);
+        metrics_set(METRICS_RULE_METRICS, label, NULL, (double)(j - i));
+        metrics_set(METRICS_RULE_SERIES, label, NULL, (double)series);
+        metrics_set(METRICS_RULE_RELIST_OK, label, NULL,
+                    has_rule(failed, nfailed, v[i].rule) ? 0 : 1);
+        i = j;
+    }
+    for (size_t f = 0; f < nfailed; f++) {
+        snprintf(label, sizeof label, "%s[%d]", prefix, failed[f] - 1);
+        metrics_set(METRICS_RULE_RELIST_OK, label, NULL, 0);
+    }
+}
+
+static void
+rule_metrics(struct relist *r)
+{
+    struct cache_snap *cur = cache_acquire(r->o.cache);
+    size_t n = cur->ncustom > cur->nexternal ? cur->ncustom : cur->nexternal;
+    struct rule_series *v = calloc(n + 1, sizeof *v);
+    if (v) {
+        metrics_reset(METRICS_RULE_METRICS);
+        metrics_reset(METRICS_RULE_SERIES);
+        metrics_reset(METRICS_RULE_RELIST_OK);
+        for (size_t i = 0; i < cur->ncustom; i++)
+            v[i] = (struct rule_series){ cur->custom[i].rule,
+                                         cur->custom[i].series };
+        kind_metrics("rules", v, cur->ncustom, r->failed_custom,
+                     r->nfailed_custom);
+        for (size_t i = 0; i < cur->nexternal; i++)
+            v[i] = (struct rule_series){ cur->external[i].rule,
+                                         cur->external[i].series };
+        kind_metrics("externalRules", v, cur->nexternal, r->failed_external,
+                     r->nfailed_external);
+        free(v);
+    }
+    cache_snap_release(r->o.cache, cur);
+}
+
+/* Builds a new engine from the current config snapshot and hands it the
+ * resource map; on success replaces the thread's engine (the old one is
+ * kept on failure). Relist thread only. */
+static void
+rebuild_engine(struct relist *r)
+{
+    char err[8192];
+    struct config_snap *cs = config_acquire(r->o.config);
+    if (cs->generation == r->config_gen) {
+        config_release(r->o.config, cs);
+        return;
+    }
+    struct engine_hooks hooks;
+    config_snap_hooks(cs, &hooks);
+    struct engine *e = engine_new(cs->text, cs->len, r->o.config_file,
+                                  r->o.lua_dir, &hooks, false, err, sizeof err);
+    if (e && engine_set_resources(e, r->res, r->nres, err, sizeof err) != 0) {
+        engine_free(e);
+        e = NULL;
+    }
+    if (e) {
+        engine_free(r->o.engine);
+        r->o.engine = e;
+        LOGI("relist: rules engine rebuilt for config generation %llu",
+             (unsigned long long)cs->generation);
+    } else {
+        LOGE("relist: keeping the previous rules engine: %s", err);
+    }
+    r->config_gen = cs->generation;
+    config_release(r->o.config, cs);
 }
 
 /* Builds and publishes a snapshot: the resource map plus, when series is
@@ -251,12 +391,12 @@ publish(struct relist *r, bool series)
         snap->custom_listed = prev->custom_listed;
         snap->external_listed = prev->external_listed;
         if (engine_has(r->o.engine, "custom")) {
-            if (relist_kind(r, "custom", prev, snap, start) != 0)
+            if (timed_relist_kind(r, "custom", prev, snap, start) != 0)
                 goto fail;
             snap->custom_listed = true;
         }
         if (engine_has(r->o.engine, "external")) {
-            if (relist_kind(r, "external", prev, snap, start) != 0)
+            if (timed_relist_kind(r, "external", prev, snap, start) != 0)
                 goto fail;
             snap->external_listed = true;
         }
@@ -272,6 +412,8 @@ publish(struct relist *r, bool series)
     }
     cache_snap_release(r->o.cache, prev);
     cache_publish(r->o.cache, snap);
+    if (series)
+        rule_metrics(r);
     return;
 fail:
     LOGE("relist failed; keeping the previous registry");
@@ -288,7 +430,7 @@ run(void *arg)
                                                : 600000L;
     for (;;) {
         pthread_mutex_lock(&r->mu);
-        while (!r->stop && !r->poked && now_ms() < next_relist) {
+        while (!r->stop && !r->poked && !r->reload && now_ms() < next_relist) {
             long long wait = next_relist - now_ms();
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -300,11 +442,14 @@ run(void *arg)
             }
             pthread_cond_timedwait(&r->cv, &r->mu, &ts);
         }
-        bool stop = r->stop, poked = r->poked;
+        bool stop = r->stop, poked = r->poked, reload = r->reload;
         r->poked = false;
+        r->reload = false;
         pthread_mutex_unlock(&r->mu);
         if (stop)
             break;
+        if (reload && r->o.config)
+            rebuild_engine(r);
         char err[1024];
         pthread_mutex_lock(&r->mu);
         long long since = now_ms() - r->last_discovery_ms;
@@ -332,6 +477,7 @@ relist_start(const struct relist_opts *o, char *err, size_t errlen)
         return NULL;
     }
     r->o = *o;
+    r->config_gen = o->config ? config_generation(o->config) : 0;
     r->seed = (unsigned)now_ms() ^ (unsigned)getpid();
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
@@ -366,6 +512,17 @@ relist_poke(struct relist *r)
 }
 
 void
+relist_reload(struct relist *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->reload = true;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void
 relist_stop(struct relist *r)
 {
     if (!r)
@@ -378,6 +535,8 @@ relist_stop(struct relist *r)
         pthread_join(r->thread, NULL);
     }
     engine_free(r->o.engine);
+    free(r->failed_custom);
+    free(r->failed_external);
     http_client_free(r->http);
     free_resources(r->res, r->nres);
     pthread_cond_destroy(&r->cv);

@@ -25,6 +25,12 @@ struct relist_opts {
     long interval_ms;
     long max_age_ms;
     long discovery_interval_ms;
+    /* Reload (decisions #42): when the store's generation changes the
+     * thread builds a new engine from the snapshot and relists at once.
+     * NULL: the engine is never replaced. All borrowed. */
+    struct config_store *config;
+    const char *config_file;
+    const char *lua_dir;
 };
 
 struct relist;
@@ -37,5 +43,8 @@ struct relist *relist_start(const struct relist_opts *o, char *err,
 /* Asks for an early discovery refresh (a request missed the mapper);
  * cheap, callable from any thread, rate-limited inside. */
 void relist_poke(struct relist *r);
+/* Wakes the thread after a config reload: it rebuilds its engine from
+ * the new snapshot and relists immediately. Callable from any thread. */
+void relist_reload(struct relist *r);
 void relist_stop(struct relist *r);
 #endif

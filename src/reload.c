@@ -23,35 +23,68 @@
 
 /* -- Store -------------------------------------------------------------- */
 
-static void
-snap_free(struct config_snap *s)
+void
+config_snap_free(struct config_snap *s)
 {
     if (!s)
         return;
+    for (size_t i = 0; i < s->nscripts; i++)
+        free(s->script_texts ? s->script_texts[i] : NULL);
+    free(s->script_texts);
     free(s->text);
     free(s);
 }
 
 int
-config_store_init(struct config_store *s, char *text, size_t len,
-                  bool has_custom, bool has_external, bool has_resource,
-                  char *err, size_t errlen)
+config_snap_load(const char *config_file, const char *const *scripts,
+                 size_t nscripts, long hook_timeout_ms,
+                 struct config_snap **out, char *err, size_t errlen)
 {
-    s->cur = calloc(1, sizeof *s->cur);
-    if (!s->cur) {
-        free(text);
-        snprintf(err, errlen, "out of memory");
-        return -1;
+    struct config_snap *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (!s)
+        goto oom;
+    s->script_paths = scripts;
+    s->hook_timeout_ms = hook_timeout_ms;
+    s->script_texts = calloc(nscripts + 1, sizeof *s->script_texts);
+    if (!s->script_texts)
+        goto oom;
+    s->nscripts = nscripts;
+    s->text = reload_read_file(config_file, &s->len, err, errlen);
+    if (!s->text)
+        goto fail;
+    for (size_t i = 0; i < nscripts; i++) {
+        size_t n;
+        s->script_texts[i] = reload_read_file(scripts[i], &n, err, errlen);
+        if (!s->script_texts[i])
+            goto fail;
     }
-    pthread_mutex_init(&s->mu, NULL);
-    s->cur->refs = 1;              /* the store's own reference */
-    s->cur->generation = 1;
-    s->cur->text = text;
-    s->cur->len = len;
-    s->cur->has_custom = has_custom;
-    s->cur->has_external = has_external;
-    s->cur->has_resource = has_resource;
+    *out = s;
     return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    config_snap_free(s);
+    return -1;
+}
+
+void
+config_snap_hooks(const struct config_snap *s, struct engine_hooks *h)
+{
+    memset(h, 0, sizeof *h);
+    h->paths = s->script_paths;
+    h->texts = (const char *const *)s->script_texts;
+    h->n = s->nscripts;
+    h->timeout_ms = s->hook_timeout_ms;
+}
+
+void
+config_store_init(struct config_store *s, struct config_snap *snap)
+{
+    pthread_mutex_init(&s->mu, NULL);
+    snap->refs = 1;                /* the store's own reference */
+    snap->generation = 1;
+    s->cur = snap;
 }
 
 void
@@ -59,7 +92,7 @@ config_store_destroy(struct config_store *s)
 {
     if (!s || !s->cur)
         return;
-    snap_free(s->cur);             /* every reader released by now */
+    config_snap_free(s->cur);      /* every reader released by now */
     s->cur = NULL;
     pthread_mutex_destroy(&s->mu);
 }
@@ -83,7 +116,7 @@ config_release(struct config_store *s, struct config_snap *snap)
     bool last = --snap->refs == 0;
     pthread_mutex_unlock(&s->mu);
     if (last)
-        snap_free(snap);
+        config_snap_free(snap);
 }
 
 uint64_t
@@ -107,7 +140,7 @@ publish(struct config_store *s, struct config_snap *next)
     bool last = --old->refs == 0;
     pthread_mutex_unlock(&s->mu);
     if (last)
-        snap_free(old);
+        config_snap_free(old);
 }
 
 char *
@@ -148,7 +181,6 @@ struct reload {
     struct reload_opts o;
     pthread_mutex_t mu;             /* serialises reloads */
     unsigned count;                 /* guarded by mu */
-    uint64_t scripts_hash;          /* of the scripts last loaded */
     int ifd;                        /* inotify, -1 when not watching */
     int stop_pipe[2];
     int wd[MAX_WATCHED];
@@ -165,27 +197,17 @@ wall_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* FNV-1a over every script's path and content (a missing file hashes
- * its error), so the watcher can tell a real change from a touch. */
-static uint64_t
-hash_scripts(const struct reload *r)
+/* Whether two snapshots hold the same config and scripts. */
+static bool
+same_content(const struct config_snap *a, const struct config_snap *b)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < r->o.nscripts; i++) {
-        char err[256];
-        size_t len = 0;
-        char *t = reload_read_file(r->o.scripts[i], &len, err, sizeof err);
-        const char *p = t ? t : err;
-        size_t n = t ? len : strlen(err);
-        for (size_t k = 0; k < n; k++) {
-            h ^= (unsigned char)p[k];
-            h *= 1099511628211ULL;
-        }
-        h ^= 0xff;
-        h *= 1099511628211ULL;
-        free(t);
-    }
-    return h;
+    if (a->len != b->len || memcmp(a->text, b->text, a->len) ||
+        a->nscripts != b->nscripts)
+        return false;
+    for (size_t i = 0; i < a->nscripts; i++)
+        if (strcmp(a->script_texts[i], b->script_texts[i]))
+            return false;
+    return true;
 }
 
 static void
@@ -201,19 +223,16 @@ record(bool ok)
 static int
 reload_locked(struct reload *r, bool force, char *err, size_t errlen)
 {
-    size_t len = 0;
     struct engine *e = NULL;
     struct config_snap *next = NULL;
     int rc = -1;
     r->count++;
-    char *text = reload_read_file(r->o.config_file, &len, err, errlen);
-    if (!text)
+    if (config_snap_load(r->o.config_file, r->o.scripts, r->o.nscripts,
+                         r->o.hook_timeout_ms, &next, err, errlen) != 0)
         goto fail;
-    uint64_t sh = hash_scripts(r);
     if (!force) {
         struct config_snap *cur = config_acquire(r->o.store);
-        bool same = cur->len == len && !memcmp(cur->text, text, len) &&
-                    sh == r->scripts_hash;
+        bool same = same_content(cur, next);
         config_release(r->o.store, cur);
         if (same) {
             LOGV(2, "config reload: %s unchanged", r->o.config_file);
@@ -223,27 +242,21 @@ reload_locked(struct reload *r, bool force, char *err, size_t errlen)
     }
     /* The same validation as start-up: a full engine is built (rules,
      * templates, regexes, hooks) and thrown away; each thread builds its
-     * own from the published text. */
-    e = engine_new(text, len, r->o.config_file, r->o.lua_dir, true, err,
-                   errlen);
+     * own from the published snapshot. */
+    struct engine_hooks hooks;
+    config_snap_hooks(next, &hooks);
+    e = engine_new(next->text, next->len, r->o.config_file, r->o.lua_dir,
+                   &hooks, true, err, errlen);
     if (!e)
         goto fail;
-    next = calloc(1, sizeof *next);
-    if (!next) {
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
     next->has_custom = engine_has(e, "custom");
     next->has_external = engine_has(e, "external");
     next->has_resource = engine_has(e, "resource");
-    next->text = text;
-    next->len = len;
-    text = NULL;
-    r->scripts_hash = sh;
     publish(r->o.store, next);
-    record(true);
     LOGI("config reloaded from %s (generation %llu)", r->o.config_file,
          (unsigned long long)next->generation);
+    next = NULL;
+    record(true);
     if (r->o.on_swap) {
         struct config_snap *cur = config_acquire(r->o.store);
         r->o.on_swap(r->o.ctx, cur);
@@ -256,7 +269,7 @@ fail:
     LOGE("config reload refused, keeping the previous config: %s", err);
 done:
     engine_free(e);
-    free(text);
+    config_snap_free(next);
     return rc;
 }
 
@@ -377,7 +390,6 @@ reload_start(const struct reload_opts *o, char *err, size_t errlen)
     r->ifd = -1;
     r->stop_pipe[0] = r->stop_pipe[1] = -1;
     pthread_mutex_init(&r->mu, NULL);
-    r->scripts_hash = hash_scripts(r);
     record(true);                  /* the start-up load */
     if (!o->watch)
         return r;

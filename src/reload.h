@@ -24,12 +24,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct engine_hooks;
+
 struct config_snap {
     int refs;                      /* guarded by the store's mutex */
     uint64_t generation;           /* 1 for the start-up config */
     char *text;                    /* owned, NUL-terminated */
     size_t len;
-    bool has_custom, has_external, has_resource;
+    const char *const *script_paths; /* borrowed (the options outlive it) */
+    char **script_texts;           /* owned, read with the config */
+    size_t nscripts;
+    long hook_timeout_ms;
+    bool has_custom, has_external, has_resource; /* set once validated */
 };
 
 struct config_store {
@@ -37,10 +43,18 @@ struct config_store {
     struct config_snap *cur;       /* never NULL after config_store_init */
 };
 
-/* Takes ownership of text (malloc'd, len bytes + NUL) even on failure. */
-int config_store_init(struct config_store *s, char *text, size_t len,
-                      bool has_custom, bool has_external, bool has_resource,
-                      char *err, size_t errlen);
+/* Reads the config file and every script into a new, unvalidated,
+ * unpublished snapshot (*out). -1 with "open FILE: reason" in err. */
+int config_snap_load(const char *config_file, const char *const *scripts,
+                     size_t nscripts, long hook_timeout_ms,
+                     struct config_snap **out, char *err, size_t errlen);
+void config_snap_free(struct config_snap *s);   /* unpublished only */
+/* Fills h from the snapshot (borrowing its arrays) for engine_new. */
+void config_snap_hooks(const struct config_snap *s, struct engine_hooks *h);
+
+/* Publishes the validated start-up snapshot (ownership passes to the
+ * store, generation 1). */
+void config_store_init(struct config_store *s, struct config_snap *snap);
 void config_store_destroy(struct config_store *s);
 /* A reference to the current snapshot; release with config_release. */
 struct config_snap *config_acquire(struct config_store *s);
@@ -58,6 +72,7 @@ struct reload_opts {
     const char *config_file;       /* borrowed */
     const char *const *scripts;    /* --lua-script files (watched); borrowed */
     size_t nscripts;
+    long hook_timeout_ms;          /* --lua-hook-timeout */
     const char *lua_dir;           /* borrowed; NULL for the embedded modules */
     long debounce_ms;              /* quiet time after a change; 0 = 500 */
     bool watch;                    /* start the inotify watcher thread */

@@ -338,6 +338,50 @@ end
 -- --------------------------------------------------------------- validation
 
 -- Go's regexp Expand name rule: `$1_x` is the group named "1_x".
+-- Quirk #24 and rules that can never answer (check-config, docs/
+-- troubleshooting.md). Needs rule.c (compiled filters and namer).
+local function never_answers(kind, p, rule, line, warns)
+    local nm, res = rule.name, rule.resources
+    local namer = rule.c.namer
+    -- #24: `as` takes the whole match ($0) of an unanchored `matches`, so
+    -- the API name is only the matched part of the series name.
+    if namer and nm.matches ~= "" and not (nm.matches:sub(1, 1) == "^"
+            and nm.matches:sub(-1) == "$") then
+        local as = namer.as
+        if as:find("$0", 1, true) or as:find("${0}", 1, true) then
+            warns[#warns + 1] = { line = nm._line_matches or nm._line or line,
+                path = p .. ".name.matches",
+                msg = string.format("name.matches %q is not anchored and the name is the "
+                    .. "whole match ($0): the API name is only the matched part of the series "
+                    .. "name; anchor it (^...$) or capture the part to keep", nm.matches) }
+        end
+    end
+    -- A custom rule that maps no label to a resource registers nothing.
+    if kind == "rules" and res.template == "" and #res.overrides == 0 then
+        warns[#warns + 1] = { line = res._line or line, path = p .. ".resources",
+            msg = "rule maps no label to any resource (no template, no overrides): it "
+                .. "can never answer" }
+    end
+    -- A seriesQuery for one literal metric name that the rule's own
+    -- filters or name.matches reject.
+    local lit = (rule.seriesQuery or ""):match("^%s*([%a_:][%w_:]*)%s*{")
+        or (rule.seriesQuery or ""):match("^%s*([%a_:][%w_:]*)%s*$")
+    if lit then
+        for j, f in ipairs(rule.c.filters or {}) do
+            if f.rx:test(lit) ~= f.is then
+                local what = f == (namer and namer.filter) and (p .. ".name.matches")
+                    or string.format("%s.seriesFilters[%d]", p, j - 1)
+                warns[#warns + 1] = { line = rule._line_seriesQuery or line,
+                    path = p .. ".seriesQuery",
+                    msg = string.format("every series of %q is rejected by %s (%s %q): the "
+                        .. "rule can never answer", lit, what, f.is and "is" or "isNot",
+                        f.text) }
+                break
+            end
+        end
+    end
+end
+
 local function suspicious_as(as)
     for ref in as:gmatch("%$(%w[%w_]*)") do
         if ref:match("^%d+[%a_]") then return ref end
@@ -407,6 +451,7 @@ local function validate_rules(kind, list, errs, warns)
             if namer.filter then rule.c.filters[#rule.c.filters + 1] = namer.filter end
         end
         -- warnings (decisions.md)
+        never_answers(kind, p, rule, line, warns)
         local bad = suspicious_as(nm.as or "")
         if bad then
             warns[#warns + 1] = { line = nm._line_as or line, path = p .. ".name.as",
