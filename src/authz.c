@@ -739,8 +739,11 @@ authz_chain_handle(void *chain, const struct server_request *req,
         r2.thread_ctx = t != NULL ? t->next : NULL;
         c->cfg.next(c->cfg.next_ctx, &r2, resp);
     }
-    /* 6. the deadline: an answer that came too late is a 504 (the
-     * handlers bound their upstream calls by the same deadline) */
+done:
+    /* 6. the deadline wraps everything after the ?timeout= check, as Go's
+     * timeout filter sits outside authentication and authorization: an
+     * answer that came too late is a 504 (the handlers and the reviews
+     * bound their upstream calls by the same deadline). */
     if (server_request_remaining_ms(req, timeout_ms) <= 0) {
         for (size_t i = 0; i < resp->nheaders; i++) {
             free(resp->headers[i].name);
@@ -749,7 +752,6 @@ authz_chain_handle(void *chain, const struct server_request *req,
         resp->nheaders = 0;
         status_timeout(resp);
     }
-done:
     if (counted)
         atomic_fetch_sub(&c->inflight, 1);
     if (have_attrs)
