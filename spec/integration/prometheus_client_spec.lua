@@ -474,4 +474,92 @@ describe("Prometheus client", function()
             adapter:stop(); prom:stop()
         end)
     end)
+
+    describe("start-up errors (exit 255, PA's messages, before the config is read)", function()
+        local PREFIX = "unable to construct Prometheus client: "
+        local pem_dir
+
+        local function fails(args, want)
+            -- no --config: the Prometheus client is built first (§8.4)
+            local rc, err = helpers.run_adapter { config = false, args = args }
+            assert.equal(255, rc, err)
+            assert.truthy(err:find(PREFIX .. want, 1, true), err)
+            assert.falsy(err:find("metrics discovery config", 1, true), err)
+            return err
+        end
+
+        setup(function()
+            pem_dir = helpers.tmpdir("pem")
+            os.execute("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+                .. pem_dir .. "/ca.key -out " .. pem_dir .. "/ca.pem -days 1 -subj /CN=t >/dev/null 2>&1")
+        end)
+
+        it("rejects an unsupported --prometheus-verb", function()
+            fails({ "--prometheus-verb=PUT" },
+                'unsupported Prometheus HTTP verb "PUT"; supported verbs: "GET" and "POST"')
+        end)
+
+        it("rejects an unreadable --prometheus-token-file", function()
+            fails({ "--prometheus-token-file=/nonexistent/token" },
+                "failed to read prometheus-token-file: open /nonexistent/token: no such file or directory")
+        end)
+
+        it("rejects an unreadable --prometheus-ca-file", function()
+            fails({ "--prometheus-ca-file=/nonexistent/ca.pem" },
+                "failed to read prometheus-ca-file: open /nonexistent/ca.pem: no such file or directory")
+        end)
+
+        it("rejects a --prometheus-ca-file without certificates", function()
+            local f = helpers.temp_file("not a certificate\n", "ca.pem")
+            fails({ "--prometheus-ca-file=" .. f }, "no certs found in prometheus-ca-file")
+        end)
+
+        it("rejects an unreadable or empty client key pair", function()
+            local ca = pem_dir .. "/ca.pem"
+            assert.truthy(helpers.read_file(ca), "openssl failed")
+            fails({ "--prometheus-ca-file=" .. ca, "--prometheus-client-tls-cert-file=/nonexistent/c.pem",
+                "--prometheus-client-tls-key-file=" .. pem_dir .. "/ca.key" },
+                "failed to read TLS key pair: open /nonexistent/c.pem: no such file or directory")
+            local empty = helpers.temp_file("", "empty.pem")
+            fails({ "--prometheus-ca-file=" .. ca, "--prometheus-client-tls-cert-file=" .. empty,
+                "--prometheus-client-tls-key-file=" .. pem_dir .. "/ca.key" },
+                "failed to read TLS key pair: tls: failed to find any PEM data in certificate input")
+            fails({ "--prometheus-ca-file=" .. ca, "--prometheus-client-tls-cert-file=" .. ca,
+                "--prometheus-client-tls-key-file=" .. empty },
+                "failed to read TLS key pair: tls: failed to find any PEM data in key input")
+        end)
+
+        it("rejects in-cluster auth together with an explicit kubeconfig", function()
+            fails({ "--prometheus-auth-incluster", "--prometheus-auth-config=/x/kubeconfig" },
+                "may not use both in-cluster auth and an explicit kubeconfig at the same time")
+        end)
+
+        it("rejects in-cluster auth outside a cluster", function()
+            fails({ "--prometheus-auth-incluster" },
+                "unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined")
+        end)
+
+        it("rejects a missing or unusable --prometheus-auth-config", function()
+            local err = fails({ "--prometheus-auth-config=/nonexistent/kubeconfig" }, "")
+            assert.truthy(err:find("/nonexistent/kubeconfig", 1, true), err)
+            local kc = helpers.temp_file(table.concat({
+                "apiVersion: v1", "kind: Config",
+                "clusters: [{name: c, cluster: {server: 'https://p:9090'}}]",
+                "users: [{name: u, user: {exec: {command: get-token, apiVersion: client.authentication.k8s.io/v1}}}]",
+                "contexts: [{name: x, context: {cluster: c, user: u}}]",
+                "current-context: x", "" }, "\n"), "kubeconfig")
+            fails({ "--prometheus-auth-config=" .. kc }, "")
+            local _, err2 = helpers.run_adapter { config = false, args = { "--prometheus-auth-config=" .. kc } }
+            assert.truthy(err2:find("exec credential plugins are not supported", 1, true), err2)
+        end)
+
+        it("does not check in-cluster/kubeconfig conflicts when --prometheus-ca-file is set", function()
+            local rc, err = helpers.run_adapter { config = false, args = {
+                "--prometheus-ca-file=" .. pem_dir .. "/ca.pem",
+                "--prometheus-auth-incluster", "--prometheus-auth-config=/x/kubeconfig" } }
+            assert.equal(255, rc)
+            assert.falsy(err:find(PREFIX, 1, true), err)
+            assert.truthy(err:find("make sure to use --config", 1, true), err)
+        end)
+    end)
 end)
