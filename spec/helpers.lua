@@ -830,6 +830,12 @@ function helpers.start_adapter(opts)
     -- ADAPTER_EXTRA_ARGS: whitespace-separated flags added to every start
     -- (e.g. auth settings while the wiring settles), without editing specs.
     for a in (os.getenv("ADAPTER_EXTRA_ARGS") or ""):gmatch("%S+") do args[#args + 1] = a end
+    -- ADAPTER_PARITY=1: every adapter also loads rules/examples/parity.lua,
+    -- the built-in steps re-implemented as hooks (docs/hooks.md): the specs
+    -- must pass unchanged.
+    if os.getenv("ADAPTER_PARITY") == "1" then
+        args[#args + 1] = "--lua-script=" .. helpers.root() .. "/rules/examples/parity.lua"
+    end
     local words = {}
     for k, v in pairs(opts.env or {}) do words[#words + 1] = k .. "=" .. helpers.shq(v) end
     words[#words + 1] = helpers.shq(helpers.adapter_bin())
