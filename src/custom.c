@@ -11,6 +11,7 @@
 #include "jsonw.h"
 #include "kcache.h"
 #include "log.h"
+#include "metrics.h"
 #include "prom.h"
 #include "quantity.h"
 #include "relist.h"
@@ -277,6 +278,7 @@ serve(struct api_call *c, const char *version, struct target *t)
     bool namespaced = t->ns && !t->namespace_object;
     const struct cache_custom *e = cache_find_custom(c->snap, r->resource,
                                                      r->group, namespaced, t->metric);
+    metrics_add(METRICS_CACHE_LOOKUPS, "registry", e ? "hit" : "miss", 1);
     if (!e) {
         status_metric_not_found(resp, t->metric, t->gr_text, NULL);
         goto done;

@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "jsonw.h"
 #include "log.h"
+#include "metrics.h"
 #include "prom.h"
 #include "quantity.h"
 #include "status.h"
@@ -87,6 +88,7 @@ external_handle(struct api_call *c, const char *const *segs, size_t n)
     }
     const char *ns = segs[1], *metric = segs[2];
     const struct cache_external *e = cache_find_external(c->snap, metric);
+    metrics_add(METRICS_CACHE_LOOKUPS, "registry", e ? "hit" : "miss", 1);
     if (!e) {
         /* PA's text: the group-resource is "namespaces" only in "default"
          * (spec-rules.md §6.2, kept as clients may match on it). */

@@ -9,6 +9,7 @@
  * thread's back-off sleeps). Never lock set->mu while holding cache->mu. */
 #include "kcache.h"
 #include "log.h"
+#include "metrics.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -495,7 +496,10 @@ do_list(struct kcache *c, struct http_client *hc, char *err, size_t errlen)
         req.ctx = c;
         req.cancelled = cancelled_cb;
         atomic_fetch_add(&c->set->requests, 1);
+        double t0 = metrics_now();
         int r = kube_do(c->set->kc, hc, path.data, &req, &resp, err, errlen);
+        metrics_observe(METRICS_KUBE_DURATION, "list", NULL, metrics_now() - t0);
+        if (r < 0 || resp.status != 200) metrics_add(METRICS_KUBE_ERRORS, "list", NULL, 1);
         buf_free(&path);
         if (r < 0) {
             buf_free(&resp.body);
@@ -702,6 +706,8 @@ do_watch(struct kcache *c, struct http_client *hc, char *err, size_t errlen)
     req.cancelled = watch_cancelled;
     atomic_fetch_add(&c->set->requests, 1);
     int r = kube_do(c->set->kc, hc, path.data, &req, &resp, err, errlen);
+    if (r < 0 && !stopping(c)) metrics_add(METRICS_KUBE_ERRORS, "watch", NULL, 1);
+    metrics_add(METRICS_KUBE_WATCHES, NULL, NULL, 1);
     buf_free(&resp.body);
     if (w.relist) {
         seterr(err, errlen, "%s", w.err);

@@ -103,6 +103,21 @@ scrub_at(const char *s, size_t i, struct sink *o)
         }
         return 0;
     }
+    /* URL user-info: scheme://user:password@host */
+    if (!strncmp(p, "://", 3)) {
+        size_t j = 3, colon = 0;
+        while (p[j] && p[j] != '@' && p[j] != '/' && !isspace((unsigned char)p[j])) {
+            if (p[j] == ':' && !colon)
+                colon = j;
+            j++;
+        }
+        if (p[j] == '@' && colon) {
+            put(o, p, colon + 1);
+            put(o, REDACTED, sizeof REDACTED - 1);
+            return j;
+        }
+        return 0;
+    }
     if (i > 0 && word_char((unsigned char)s[i - 1]))
         return 0;
     /* "Bearer <token>" anywhere. */

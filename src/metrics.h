@@ -32,6 +32,7 @@ enum metrics_id {
     METRICS_PROM_ERRORS,       /* counter prometheus_request_errors_total {endpoint} */
     METRICS_KUBE_DURATION,     /* histogram kubernetes_request_duration_seconds {verb} */
     METRICS_KUBE_ERRORS,       /* counter kubernetes_request_errors_total {verb} */
+    METRICS_KUBE_WATCHES,      /* counter kubernetes_watches_total */
     METRICS_HOOK_FAILURES,     /* counter hook_failures_total {hook} */
     METRICS_CACHE_LOOKUPS,     /* counter cache_lookups_total {cache, result} */
     METRICS_RELIST_DURATION,   /* histogram relist_duration_seconds {kind} */

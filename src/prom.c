@@ -27,6 +27,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_MAX_GET 8192
@@ -846,7 +847,9 @@ do_call(struct prom_client *p, struct http_client *hc, const char *endpoint,
              w.body_len > 4096 ? "..." : "");
     else
         LOGV(6, "%s %s", w.method, w.url);
+    double t0 = metrics_now();
     *transport_rc = http_client_do(hc, &req, resp, err, errlen);
+    metrics_observe(METRICS_PROM_DURATION, strrchr(endpoint, '/') + 1, NULL, metrics_now() - t0);
     if (resp->status != 0 && !status_ok(resp->status)) {
         snprintf(err, errlen, "bad_response: unknown response code %ld",
                  resp->status);
@@ -856,6 +859,7 @@ do_call(struct prom_client *p, struct http_client *hc, const char *endpoint,
         goto done;
     rc = 0;
 done:
+    if (rc != 0) metrics_add(METRICS_PROM_ERRORS, strrchr(endpoint, '/') + 1, NULL, 1);
     free(token);
     prom_wire_free(&w);
     return rc;
@@ -1810,11 +1814,13 @@ prom_query(struct prom_client *p, struct http_client *hc, const char *promql,
         res = cache_get(p, promql, mono_ms());
         if (res) {
             p->stats.cache_hits++;
+            metrics_add(METRICS_CACHE_LOOKUPS, "query", "hit", 1);
             pthread_mutex_unlock(&p->mu);
             LOGV(5, "query answered from the cache: %s", promql);
             *out = res;
             return 0;
         }
+        metrics_add(METRICS_CACHE_LOOKUPS, "query", "miss", 1);
     }
     for (f = p->flights; f; f = f->next)
         if (strcmp(f->key, promql) == 0)
