@@ -29,7 +29,7 @@ trap 'kill $P1 $P2' EXIT
 sleep 1
 CF="-std=c11 -g -Wall -Wextra -Werror -Wno-unused-parameter -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -I$ROOT/src $(pkg-config --cflags libcurl yajl)"
 LIBS="$(pkg-config --libs libcurl yajl) -lpthread -lm"
-SRC="$ROOT/src/prom.c $ROOT/src/http_client.c $ROOT/src/buf.c $ROOT/src/log.c"
+SRC="$ROOT/src/prom.c $ROOT/src/http_client.c $ROOT/src/buf.c $ROOT/src/log.c $ROOT/src/metrics.c"
 SAN="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 gcc $CF $SAN -o prom_check $HERE/prom_check.c $SRC $LIBS
 gcc $CF $SAN -o http_check $HERE/http_check.c $SRC $LIBS

@@ -34,6 +34,19 @@ int main(void) {
         usleep(20000);
     }
     for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    struct prom_stats st;
+    prom_stats(P, &st);
+    printf("# coalescing: %llu queries, %llu requests, %llu shared\n", st.queries, st.requests, st.coalesced);
+    if (st.queries != st.requests + st.coalesced) bad++;
+    prom_client_free(P);
+    /* again with the query cache on (20 ms), so TSan sees cache traffic */
+    o.query_cache_ttl_ms = 20; o.query_cache_max = 2;
+    P = prom_client_new(&o, err, sizeof err);
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, run, NULL);
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    prom_stats(P, &st);
+    printf("# cache: %llu queries, %llu requests, %llu shared, %llu cache hits\n", st.queries, st.requests, st.coalesced, st.cache_hits);
+    if (st.queries != st.requests + st.coalesced + st.cache_hits || st.cache_hits == 0) bad++;
     prom_client_free(P);
     printf("bad=%d\n", bad);
     return bad != 0;
