@@ -14,6 +14,10 @@
  *   max_upload the request is answered 413.
  * - The serving certificate is handed to GnuTLS by a callback on each
  *   handshake, so server_set_certificate can swap it while serving.
+ * - --tls-cipher-suites is exact: GnuTLS priority strings enable
+ *   components (kx x cipher x mac), which would also allow unlisted
+ *   combinations, so a ClientHello hook narrows each session to the first
+ *   listed suite the client offers (server precedence, as Go).
  * Ownership: struct server owns the socket, the parsed certificate pairs
  * (current and retired), the trust PEM and the priority string. Per-request
  * state (struct req_state) is owned by MHD's req_cls slot and freed in the
@@ -43,11 +47,20 @@
 #include "log.h"
 #include "status.h"
 
+struct suite;
+
 struct server {
     struct server_config cfg;    /* string members point at copies below */
     char *bind_address;
     char *trust_pem;
     char *priorities;
+    /* --tls-cipher-suites, exactly: GnuTLS priorities are per component
+     * (kx x cipher x mac), so a per-handshake hook narrows them to one
+     * listed suite the client offers (see hello_hook). */
+    bool restrict_suites;
+    const struct suite *allowed[64];
+    size_t nallowed;
+    char versions[96];           /* ":+VERS-TLS1.2:+VERS-TLS1.3" */
     int fd;                      /* listening socket, -1 once handed back */
     int family;
     int port;
@@ -118,6 +131,7 @@ dup_or_null(const char *s)
 struct suite {
     const char *go;
     const char *kx, *cipher, *mac;
+    unsigned id;                 /* IANA code point (TLS <= 1.2 suites) */
     bool insecure;
     bool tls13;                  /* TLS 1.3 suite: accepted, ignored */
     bool unsupported;            /* RC4: accepted with a warning, skipped */
@@ -125,54 +139,54 @@ struct suite {
 
 static const struct suite suites[] = {
     { "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "ECDHE-RSA", "AES-128-GCM",
-      "AEAD", false, false, false },
+      "AEAD", 0xC02F, false, false, false },
     { "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA", "AES-256-GCM",
-      "AEAD", false, false, false },
+      "AEAD", 0xC030, false, false, false },
     { "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA", "AES-128-GCM",
-      "AEAD", false, false, false },
+      "AEAD", 0xC02B, false, false, false },
     { "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ECDHE-ECDSA", "AES-256-GCM",
-      "AEAD", false, false, false },
+      "AEAD", 0xC02C, false, false, false },
     { "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-RSA",
-      "CHACHA20-POLY1305", "AEAD", false, false, false },
+      "CHACHA20-POLY1305", "AEAD", 0xCCA8, false, false, false },
     { "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "ECDHE-RSA",
-      "CHACHA20-POLY1305", "AEAD", false, false, false },
+      "CHACHA20-POLY1305", "AEAD", 0xCCA8, false, false, false },
     { "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-ECDSA",
-      "CHACHA20-POLY1305", "AEAD", false, false, false },
+      "CHACHA20-POLY1305", "AEAD", 0xCCA9, false, false, false },
     { "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "ECDHE-ECDSA",
-      "CHACHA20-POLY1305", "AEAD", false, false, false },
+      "CHACHA20-POLY1305", "AEAD", 0xCCA9, false, false, false },
     { "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "ECDHE-RSA", "AES-128-CBC",
-      "SHA1", false, false, false },
+      "SHA1", 0xC013, false, false, false },
     { "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "ECDHE-RSA", "AES-256-CBC",
-      "SHA1", false, false, false },
+      "SHA1", 0xC014, false, false, false },
     { "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "ECDHE-ECDSA", "AES-128-CBC",
-      "SHA1", false, false, false },
+      "SHA1", 0xC009, false, false, false },
     { "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "ECDHE-ECDSA", "AES-256-CBC",
-      "SHA1", false, false, false },
+      "SHA1", 0xC00A, false, false, false },
     { "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "ECDHE-RSA", "AES-128-CBC",
-      "SHA256", true, false, false },
+      "SHA256", 0xC027, true, false, false },
     { "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "ECDHE-ECDSA",
-      "AES-128-CBC", "SHA256", true, false, false },
-    { "TLS_RSA_WITH_AES_128_GCM_SHA256", "RSA", "AES-128-GCM", "AEAD",
+      "AES-128-CBC", "SHA256", 0xC023, true, false, false },
+    { "TLS_RSA_WITH_AES_128_GCM_SHA256", "RSA", "AES-128-GCM", "AEAD", 0x009C,
       false, false, false },
-    { "TLS_RSA_WITH_AES_256_GCM_SHA384", "RSA", "AES-256-GCM", "AEAD",
+    { "TLS_RSA_WITH_AES_256_GCM_SHA384", "RSA", "AES-256-GCM", "AEAD", 0x009D,
       false, false, false },
-    { "TLS_RSA_WITH_AES_128_CBC_SHA", "RSA", "AES-128-CBC", "SHA1",
+    { "TLS_RSA_WITH_AES_128_CBC_SHA", "RSA", "AES-128-CBC", "SHA1", 0x002F,
       false, false, false },
-    { "TLS_RSA_WITH_AES_256_CBC_SHA", "RSA", "AES-256-CBC", "SHA1",
+    { "TLS_RSA_WITH_AES_256_CBC_SHA", "RSA", "AES-256-CBC", "SHA1", 0x0035,
       false, false, false },
-    { "TLS_RSA_WITH_AES_128_CBC_SHA256", "RSA", "AES-128-CBC", "SHA256",
+    { "TLS_RSA_WITH_AES_128_CBC_SHA256", "RSA", "AES-128-CBC", "SHA256", 0x003C,
       true, false, false },
-    { "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", "ECDHE-RSA", "3DES-CBC", "SHA1",
+    { "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", "ECDHE-RSA", "3DES-CBC", "SHA1", 0xC012,
       true, false, false },
-    { "TLS_RSA_WITH_3DES_EDE_CBC_SHA", "RSA", "3DES-CBC", "SHA1",
+    { "TLS_RSA_WITH_3DES_EDE_CBC_SHA", "RSA", "3DES-CBC", "SHA1", 0x000A,
       true, false, false },
-    { "TLS_ECDHE_RSA_WITH_RC4_128_SHA", NULL, NULL, NULL, true, false, true },
-    { "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", NULL, NULL, NULL, true, false,
+    { "TLS_ECDHE_RSA_WITH_RC4_128_SHA", NULL, NULL, NULL, 0, true, false, true },
+    { "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", NULL, NULL, NULL, 0, true, false,
       true },
-    { "TLS_RSA_WITH_RC4_128_SHA", NULL, NULL, NULL, true, false, true },
-    { "TLS_AES_128_GCM_SHA256", NULL, NULL, NULL, false, true, false },
-    { "TLS_AES_256_GCM_SHA384", NULL, NULL, NULL, false, true, false },
-    { "TLS_CHACHA20_POLY1305_SHA256", NULL, NULL, NULL, false, true, false },
+    { "TLS_RSA_WITH_RC4_128_SHA", NULL, NULL, NULL, 0, true, false, true },
+    { "TLS_AES_128_GCM_SHA256", NULL, NULL, NULL, 0, false, true, false },
+    { "TLS_AES_256_GCM_SHA384", NULL, NULL, NULL, 0, false, true, false },
+    { "TLS_CHACHA20_POLY1305_SHA256", NULL, NULL, NULL, 0, false, true, false },
 };
 
 /* Appends "+item" to out unless already present in the ':'-joined list. */
@@ -459,6 +473,117 @@ server_set_certificate(struct server *s, const char *cert_pem,
     return 0;
 }
 
+/* The allowed TLS <= 1.2 suites in flag order (validated already by
+ * server_tls_priorities) and the enabled protocol versions. */
+static void
+suites_allowed(struct server *s, const char *min_version,
+               const char *cipher_suites)
+{
+    static const char *const vers[] = {
+        "VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13",
+    };
+    static const char *const gvers[] = {
+        ":+VERS-TLS1.0", ":+VERS-TLS1.1", ":+VERS-TLS1.2", ":+VERS-TLS1.3",
+    };
+    const char *p;
+    int min = 2;
+
+    for (int i = 0; min_version != NULL && i < 4; i++)
+        if (strcmp(min_version, vers[i]) == 0)
+            min = i;
+    s->versions[0] = '\0';
+    for (int i = min; i < 4; i++)
+        strcat(s->versions, gvers[i]);
+    s->restrict_suites = cipher_suites != NULL && cipher_suites[0] != '\0';
+    p = s->restrict_suites ? cipher_suites : NULL;
+    while (p != NULL) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++)
+            if (strlen(suites[i].go) == n && !strncmp(suites[i].go, p, n) &&
+                suites[i].kx != NULL && s->nallowed < 64)
+                s->allowed[s->nallowed++] = &suites[i];
+        p = comma ? comma + 1 : NULL;
+    }
+}
+
+static struct server *
+session_server(gnutls_session_t session)
+{
+    struct MHD_Connection *c = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *ci;
+
+    if (c == NULL)
+        return NULL;
+    ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* Runs on the ClientHello before GnuTLS processes it (installed by
+ * on_connection when --tls-cipher-suites is set). Picks the first listed
+ * suite, in flag order, that the client offers and the certificate's key
+ * can serve, and narrows this session's priorities to it (TLS 1.3 stays
+ * as configured: Go never restricts it). No such suite: TLS <= 1.2 is
+ * disabled for the session, so only TLS 1.3 can be negotiated. msg is
+ * the ClientHello body: version(2) random(32) session_id(1+n)
+ * cipher_suites(2+n) ... */
+static int
+hello_hook(gnutls_session_t session, unsigned int htype, unsigned when,
+           unsigned int incoming, const gnutls_datum_t *msg)
+{
+    struct server *s = session_server(session);
+    const struct suite *chosen = NULL;
+    const unsigned char *p = msg->data;
+    size_t n = msg->size, off, cs_len;
+    bool ecdsa = false;
+    char prio[512];
+    const char *where = NULL;
+    int e;
+
+    if (htype != GNUTLS_HANDSHAKE_CLIENT_HELLO || when != GNUTLS_HOOK_PRE ||
+        !incoming || s == NULL)
+        return 0;
+    if (n < 35 || (off = 35 + (size_t)p[34]) + 2 > n)
+        return GNUTLS_E_UNEXPECTED_PACKET_LENGTH;
+    cs_len = (size_t)p[off] << 8 | p[off + 1];
+    off += 2;
+    if (off + cs_len > n)
+        return GNUTLS_E_UNEXPECTED_PACKET_LENGTH;
+    pthread_mutex_lock(&s->cert_mu);
+    if (s->cert != NULL && s->cert->n > 0) {
+        int alg = gnutls_pubkey_get_pk_algorithm(s->cert->pcerts[0].pubkey,
+                                                 NULL);
+        ecdsa = alg == GNUTLS_PK_ECDSA;
+    }
+    pthread_mutex_unlock(&s->cert_mu);
+    for (size_t i = 0; i < s->nallowed && chosen == NULL; i++) {
+        const struct suite *su = s->allowed[i];
+        if ((strstr(su->kx, "ECDSA") != NULL) != ecdsa)
+            continue;
+        for (size_t j = 0; j + 1 < cs_len; j += 2)
+            if (((unsigned)p[off + j] << 8 | p[off + j + 1]) == su->id)
+                chosen = su;
+    }
+    if (chosen != NULL)
+        snprintf(prio, sizeof prio, "NORMAL:%%SERVER_PRECEDENCE:-VERS-ALL%s:"
+                 "-CIPHER-ALL:-MAC-ALL:-KX-ALL:+%s:+%s:+%s:"
+                 "+AES-128-GCM:+AES-256-GCM:"
+                 "+CHACHA20-POLY1305:+AEAD:+ECDHE-RSA:+ECDHE-ECDSA",
+                 s->versions, chosen->cipher, chosen->mac, chosen->kx);
+    else
+        snprintf(prio, sizeof prio, "NORMAL:-VERS-ALL%s:-CIPHER-ALL:"
+                 "-MAC-ALL:-KX-ALL:+AES-128-GCM:+AES-256-GCM:"
+                 "+CHACHA20-POLY1305:+AEAD:+ECDHE-RSA:+ECDHE-ECDSA",
+                 strstr(s->versions, "TLS1.3") ? ":+VERS-TLS1.3" : "");
+    e = gnutls_priority_set_direct(session, prio, &where);
+    if (e != GNUTLS_E_SUCCESS) {
+        LOGW("TLS: cannot narrow the cipher suites (%s): %s", prio,
+             gnutls_strerror(e));
+        return e;
+    }
+    return 0;
+}
+
 /* GnuTLS asks for the server's chain on every handshake. The callback has
  * no user pointer: MHD stores the connection as the session pointer, and
  * on_connection stored the server as the connection's socket context. */
@@ -535,6 +660,7 @@ server_new(const struct server_config *cfg, char *err, size_t errlen)
                                   &prio, err, errlen) < 0)
             goto fail;
         s->priorities = buf_take(&prio, NULL);
+        suites_allowed(s, cfg->tls_min_version, cfg->cipher_suites);
         s->trust_pem = dup_or_null(cfg->trust_pem);
         if (s->priorities == NULL ||
             (cfg->trust_pem != NULL && s->trust_pem == NULL)) {
@@ -611,9 +737,20 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
     const union MHD_ConnectionInfo *ci;
     int one = 1, period = 180;
 
+    struct server *s = cls;
+
     if (code != MHD_CONNECTION_NOTIFY_STARTED)
         return;
     *socket_ctx = cls;           /* the server, for cert_callback */
+    if (s->cfg.tls && s->restrict_suites) {
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (ci != NULL && ci->tls_session != NULL)
+            gnutls_handshake_set_hook_function(
+                (gnutls_session_t)ci->tls_session,
+                GNUTLS_HANDSHAKE_CLIENT_HELLO, GNUTLS_HOOK_PRE, hello_hook);
+        else
+            LOGW("TLS: no session to restrict the cipher suites on");
+    }
     ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci == NULL)
         return;
