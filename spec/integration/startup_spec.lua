@@ -91,27 +91,18 @@ describe("--lua-dir", function()
         assert.truthy(err:find("LUADIR-MARKER-7f3a: engine.new from the --lua-dir tree", 1, true), err)
     end)
 
-    it("uses the embedded copy without the flag, whatever the Lua path holds", function()
+    it("uses the embedded copy without the flag, whatever LUA_PATH holds", function()
         local tree = lua_tree()
         tree.edit("adapter/engine.lua", "function M.new(tree, opts)",
             "function M.new(tree, opts) error('LUADIR-MARKER-7f3a')")
-        -- the broken tree is where a path search would find it: on
-        -- LUA_PATH and as the working directory ("./?.lua")
-        local dir = helpers.tmpdir("embedded")
-        local cfg = helpers.write_file(dir .. "/config.yaml", EXTERNAL)
-        local words = { "cd", helpers.shq(tree.dir), "&&", "LUA_PATH=" .. helpers.shq(tree.dir .. "/?.lua;;"),
-            "timeout", "-k", "2", tostring(helpers.scale(3)), helpers.shq(helpers.adapter_bin()),
-            helpers.shq("--config=" .. cfg), helpers.shq("--prometheus-url=" .. prom:url()),
-            helpers.shq("--lister-kubeconfig=" .. helpers.kubeconfig(kube)),
-            helpers.shq("--cert-dir=" .. dir .. "/certs"), "--secure-port=" .. helpers.free_port(),
-            "2>" .. helpers.shq(dir .. "/stderr"), ">/dev/null; echo $?" }
-        local f = io.popen(table.concat(words, " "))
-        local rc = tonumber(f:read("*a"):match("%d+"))
-        f:close()
-        local err = helpers.read_file(dir .. "/stderr") or ""
-        -- it serves until `timeout` stops it (124): no start-up failure
-        assert.equal(124, rc, err)
-        assert.truthy(err:find("serving securely", 1, true), err)
+        -- the broken tree first on the path a plain require would search:
+        -- start-up and the worker engines still use the embedded modules
+        local adapter = helpers.start_adapter { config = EXTERNAL, prometheus = prom, kube = kube,
+            env = { LUA_PATH = tree.dir .. "/?.lua;;" } }
+        local status, _, raw = adapter:get(ext_path("queue_depth"))
+        local err = adapter:stderr()
+        adapter:stop()
+        assert.is_true(status == 200 or status == 404, raw)    -- 404 until the first relist lists it
         assert.is_nil(err:find("LUADIR-MARKER", 1, true), err)
     end)
 
