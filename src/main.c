@@ -74,7 +74,10 @@ make_prom(const struct options *o, struct kube_config *auth, char *err,
     struct http_tls tls = {0};
     struct prom_options po = {
         .url = o->prometheus_url, .verb = o->prometheus_verb,
-        .headers = (const char *const *)o->prometheus_header.v,
+        /* a counted list: strv is not NULL-terminated */
+        .headers = o->prometheus_header.n
+                       ? (const char *const *)o->prometheus_header.v : NULL,
+        .nheaders = o->prometheus_header.n,
         .token_file = *o->prometheus_token_file ? o->prometheus_token_file : NULL,
         .timeout_ms = (long)o->prometheus_timeout_ms,
         .max_get_length = (size_t)o->prometheus_max_get_length,

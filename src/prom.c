@@ -469,13 +469,16 @@ dup_or_null(const char *s, bool *fail)
 /* Builds "Name: value" lines from "K=V" flags. Empty values use curl's
  * "Name;" form (a bare "Name:" would delete the header instead). */
 static int
-build_headers(struct prom_client *p, const char *const *kv, char *err,
-              size_t errlen)
+build_headers(struct prom_client *p, const char *const *kv, size_t n,
+              char *err, size_t errlen)
 {
-    size_t n = 0, np = 0;
+    size_t np = 0;
 
-    while (kv && kv[n])
-        n++;
+    if (!kv)
+        n = 0;
+    else if (n == 0)
+        while (kv[n])
+            n++;
     p->headers = calloc(n + 1, sizeof *p->headers);
     p->post_headers = calloc(n + 2, sizeof *p->post_headers);
     if (!p->headers || !p->post_headers)
@@ -546,7 +549,7 @@ prom_client_new(const struct prom_options *o, char *err, size_t errlen)
     }
     if (parse_base_url(p, o->url, err, errlen) != 0)
         goto fail;
-    if (build_headers(p, o->headers, err, errlen) != 0)
+    if (build_headers(p, o->headers, o->nheaders, err, errlen) != 0)
         goto fail;
     if (o->token_file && *o->token_file) {
         p->has_token_file = true;

@@ -27,8 +27,10 @@
 struct prom_options {
     const char *url;               /* --prometheus-url (required) */
     const char *verb;              /* "GET" (NULL = "GET") or "POST" */
-    const char *const *headers;    /* --prometheus-header "K=V" entries,
-                                    * NULL-terminated, or NULL */
+    const char *const *headers;    /* --prometheus-header "K=V" entries:
+                                    * nheaders of them, or NULL-terminated
+                                    * when nheaders is 0; or NULL */
+    size_t nheaders;
     const char *token_file;        /* --prometheus-token-file, or NULL */
     /* Credentials from --prometheus-auth-config / -incluster (optional):
      * a static bearer token, or a token file re-read when it changes.
