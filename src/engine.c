@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "log.h"
 #include "lx.h"
+#include "metrics.h"
 #include "prom.h"
 #include "yaml.h"
 #include <lauxlib.h>
@@ -202,6 +203,15 @@ l_prom_query(lua_State *L)
     return 1;
 }
 
+/* io.hook_failure(name): counts one failed hook call in
+ * promlua_adapter_hook_failures_total{hook=name}. stack: name -> */
+static int
+l_hook_failure(lua_State *L)
+{
+    metrics_hook_failure(luaL_checkstring(L, 1));
+    return 0;
+}
+
 /* lua_cpcall body: registers the result box metatable.
  * stack: -> */
 static int
@@ -226,7 +236,8 @@ engine_set_io(struct engine *e, struct prom_client *prom,
 }
 
 /* Pushes engine.new's opts: { file=, scripts = {{path=, text=}...},
- * hook_timeout_ms=, io = { query = l_prom_query } }. stack: -> opts */
+ * hook_timeout_ms=, io = { query = l_prom_query, hook_failure =
+ * l_hook_failure } }. stack: -> opts */
 static void
 push_new_opts(struct engine *e, const char *config_file,
               const struct engine_hooks *h)
@@ -251,6 +262,8 @@ push_new_opts(struct engine *e, const char *config_file,
     lua_pushlightuserdata(L, e);
     lua_pushcclosure(L, l_prom_query, 1);
     lua_setfield(L, -2, "query");
+    lua_pushcfunction(L, l_hook_failure);
+    lua_setfield(L, -2, "hook_failure");
     lua_setfield(L, -2, "io");
 }
 

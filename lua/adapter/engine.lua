@@ -86,7 +86,8 @@ local function setup_hooks(self, opts, errs)
     local set
     if opts.scripts and #opts.scripts > 0 then
         local lerrs
-        set, lerrs = hooks.load(opts.scripts, { timeout_ms = opts.hook_timeout_ms, log = log })
+        set, lerrs = hooks.load(opts.scripts, { timeout_ms = opts.hook_timeout_ms, log = log,
+            on_failure = opts.io and opts.io.hook_failure })
         for _, e in ipairs(lerrs or {}) do errs[#errs + 1] = e end
         if not set then return end
     end

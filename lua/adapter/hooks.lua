@@ -8,7 +8,9 @@
 --             scripts = { { path = "x.lua", text = <source> | nil }, ... }
 --             (text nil: read the file now); loads each in order in the
 --             sandbox; errs = { { file=, line=, msg= }, ... }.
---             opts = { timeout_ms = 1000, log = function(level, msg) }
+--             opts = { timeout_ms = 1000, log = function(level, msg),
+--                      on_failure = function(hook_name) } (the C side's
+--                      promlua_adapter_hook_failures_total{hook})
 --           set:lookup(name) -> entry | nil   (exported function by name)
 --           set:steps_for(rule, builtin, per_rule) -> steps
 --             the five steps of one rule, each either the built-in or a
@@ -53,8 +55,8 @@ end
 function M.load(scripts, opts)
     opts = opts or {}
     local self = setmetatable({ exports = {}, global = {}, timeout_ms = opts.timeout_ms or 1000,
-        log = opts.log or function() end, counts = {}, last_log = {}, suppressed = {},
-        scripts = {} }, Set)
+        log = opts.log or function() end, on_failure = opts.on_failure,
+        counts = {}, last_log = {}, suppressed = {}, names = {}, scripts = {} }, Set)
     local errs = {}
     for _, s in ipairs(scripts or {}) do
         local text, rerr = s.text, nil
@@ -114,6 +116,7 @@ end
 -- fails on every series of every relist).
 function Set:fail(label, msg)
     self.counts[label] = (self.counts[label] or 0) + 1
+    if self.on_failure then pcall(self.on_failure, self.names[label] or label) end
     local core_now = require("adapter.core").now
     local t = core_now()
     local last = self.last_log[label]
@@ -233,6 +236,7 @@ end
 function Set:invoke(step, entry, check, ...)
     local res = { sandbox.guard(self.timeout_ms, entry.fn, ...) }
     local label = string.format("hook %s (%s: %s)", step, entry.script, entry.name)
+    self.names[label] = entry.name
     if not res[1] then
         return false, string.format("%s failed: %s", label, tostring(res[2])), label
     end

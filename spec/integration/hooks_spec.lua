@@ -191,6 +191,11 @@ describe("lua hooks", function()
         assert.same({}, queries)
         local st2 = adapter:get_json(CUSTOM)
         assert.equal(200, st2)
+        -- counted in the adapter's own metrics
+        local st3, _, body = adapter:get("/metrics")
+        assert.equal(200, st3)
+        local n = body:match('promlua_adapter_hook_failures_total{hook="explode"} (%d+)')
+        assert.truthy(n and tonumber(n) >= 1, body)
     end)
 
     it("a compute hook that never returns is stopped after --lua-hook-timeout", function()

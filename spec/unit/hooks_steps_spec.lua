@@ -223,6 +223,15 @@ describe("hooks: failures", function()
         assert.equal(1, f["hook match_series (hook.lua: match_series)"])
     end)
 
+    it("reports each failure to io.hook_failure with the hook's name", function()
+        local names = {}
+        local eng = build([[
+            return { mn = function(rule, name, default) error("x") end }]],
+            "hooks: {metric_name: mn}", nil, { hook_failure = function(n) names[#names + 1] = n end })
+        metrics(eng)
+        assert.same({ "mn" }, names)
+    end)
+
     it("wrong return types drop the series and are counted per hook", function()
         for _, case in ipairs({
             { "match_series", "return 1" },
