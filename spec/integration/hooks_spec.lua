@@ -223,6 +223,17 @@ describe("lua hooks at start-up", function()
         assert.truthy(err:find(bad .. ":3:", 1, true), err)
     end)
 
+    it("scripts in the binary get adapter.json (lua-cjson) and adapter.regex", function()
+        -- the load error carries what the script saw
+        local probe = helpers.temp_file('error(string.format("probe %s %s", '
+            .. 'adapter.json and adapter.json.encode({ a = { 1, 2 } }) or "no-json", '
+            .. 'adapter.regex("^a+$"):test("aa") and "rx" or "no-rx"))\n', "probe.lua")
+        local rc, err = helpers.run_adapter { config = "rules: []\n",
+            args = { "--lua-script=" .. probe } }
+        assert.are_not.equal(0, rc)
+        assert.truthy(err:find(probe .. ':1: probe {"a":[1,2]} rx', 1, true), err)
+    end)
+
     it("a rule naming a function no script exports stops start-up", function()
         local ok = helpers.temp_file("return { other = function() end }", "ok.lua")
         local rc, err = helpers.run_adapter { config = [[
