@@ -12,9 +12,12 @@
 --                      on_failure = function(hook_name) } (the C side's
 --                      promlua_adapter_hook_failures_total{hook})
 --           set:lookup(name) -> entry | nil   (exported function by name)
---           set:steps_for(rule, builtin, per_rule) -> steps
---             the five steps of one rule, each either the built-in or a
---             wrapper that calls the user hook with (view, x, default);
+--           set:steps_for(rule, view, builtin, rname) -> steps
+--             the steps of one rule that a hook replaces (per-rule
+--             `hooks:` names first, then reserved exports), each a wrapper
+--             calling the user hook with (view, x, default); steps the
+--             hooks leave alone are absent (the engine's built-in applies);
+--           hooks.rule_view(rule, kind, index) -> the rule as hooks see it;
 --           set:failures() -> { [label] = count }
 -- Uses: adapter.sandbox (env, time guard), adapter.matchers (to rebuild
 --       the template data when a hook hands a request to `default`).
