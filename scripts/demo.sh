@@ -47,7 +47,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo; echo "demo: stopping" >&2; exit 130' INT TERM
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() {
@@ -189,9 +189,14 @@ echo "  kubectl --kubeconfig=$DEMO_DIR/front.kubeconfig top pod"
 echo "  open $PROM/graph (Prometheus)"
 echo "Ctrl-C stops everything."
 # Wakes every second so the INT trap runs promptly; ends if a process died.
+# (Ctrl-C reaches the whole process group: a child may die of it before
+# this shell runs its trap, hence the second look before complaining.)
 while true; do
     for p in "${PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null || die "a demo process (pid $p) exited"
+        if ! kill -0 "$p" 2>/dev/null; then
+            sleep 1
+            die "a demo process (pid $p) exited"
+        fi
     done
     sleep 1
 done
