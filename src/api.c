@@ -420,10 +420,32 @@ api_serve(void *ctx, const struct server_request *req,
           struct server_response *resp)
 {
     double start = metrics_now();
+    struct api *a = ctx;
     metrics_add(METRICS_HTTP_INFLIGHT, NULL, NULL, 1);
-    api_handle(ctx, req, resp);
+    if (a->next)
+        a->next(a->next_ctx, req, resp);
+    else
+        api_handle(ctx, req, resp);
     metrics_add(METRICS_HTTP_INFLIGHT, NULL, NULL, -1);
     observe(req, resp, start);
+}
+
+void *
+api_serve_thread_init(void *ctx)
+{
+    struct api *a = ctx;
+    return a->next_thread_init ? a->next_thread_init(a->next_ctx)
+                               : api_thread_init(ctx);
+}
+
+void
+api_serve_thread_fini(void *ctx, void *thread)
+{
+    struct api *a = ctx;
+    if (a->next_thread_fini)
+        a->next_thread_fini(a->next_ctx, thread);
+    else
+        api_thread_fini(ctx, thread);
 }
 
 void

@@ -37,6 +37,13 @@ struct api {
     int64_t prom_timeout_ms;          /* --prometheus-timeout */
     int secure_port;
     atomic_bool shutting_down;        /* readyz fails once set */
+    /* What api_serve wraps with the request metrics: the authentication
+     * and authorization filter chain (main.c), or api_handle when NULL.
+     * Set before the server starts. */
+    server_handler next;
+    void *next_ctx;
+    void *(*next_thread_init)(void *next_ctx);
+    void (*next_thread_fini)(void *next_ctx, void *thread);
 };
 
 /* State of one server pool thread (server_config.thread_init). */
@@ -51,10 +58,14 @@ void *api_thread_init(void *api);
 void api_thread_fini(void *api, void *thread);
 void api_handle(void *api, const struct server_request *req,
                 struct server_response *resp);
-/* The server's handler: api_handle inside request counting, latency and
- * in-flight metrics (http_requests_total{route,code} ...). */
+/* The server's handler: api->next (or api_handle) inside request
+ * counting, latency and in-flight metrics (http_requests_total{route,code}
+ * ...), so 401/403/429 answers of the filter chain are counted too. The
+ * thread hooks forward to next_thread_init/fini (or api_thread_*). */
 void api_serve(void *api, const struct server_request *req,
                struct server_response *resp);
+void *api_serve_thread_init(void *api);
+void api_serve_thread_fini(void *api, void *thread);
 /* Handler of the optional plain-HTTP --metrics-bind-address listener:
  * /metrics (no authentication) and the health endpoints; 404 elsewhere. */
 void api_metrics_handle(void *api, const struct server_request *req,

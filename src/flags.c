@@ -1129,6 +1129,6 @@ flags_log(const struct options *o)
             continue;
         format_value(o, &opts[i], val, sizeof(val));
         goq(q, sizeof(q), val);
-        LOGI("FLAG: --%s=%s", opts[i].name, q);
+        LOGV(1, "FLAG: --%s=%s", opts[i].name, q);
     }
 }

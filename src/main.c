@@ -124,17 +124,29 @@ config_swapped(void *ctx, const struct config_snap *snap)
     relist_reload(a->relist);
 }
 
-/* Second-signal watcher, started when shutdown begins: a second SIGTERM or
- * SIGINT while requests drain exits at once (as Go's apiserver does). */
+/* Shutdown watchdog, started when shutdown begins: a second SIGTERM or
+ * SIGINT while requests drain exits at once (as Go's apiserver does), and
+ * a handler still blocked a second after the drain bound cannot hold the
+ * process (the pool join would wait for it). */
+struct shutdown_watch {
+    sigset_t sigs;
+    int drain_ms;
+};
+
 static void *
 second_signal(void *arg)
 {
-    sigset_t *sigs = arg;
-    int sig = 0;
-    if (sigwait(sigs, &sig) == 0) {
+    struct shutdown_watch *w = arg;
+    long ms = (long)w->drain_ms + 1000;
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    int sig = sigtimedwait(&w->sigs, NULL, &ts);
+    if (sig > 0) {
         LOGW("received signal %d again, exiting immediately", sig);
         _exit(1);
     }
+    LOGW("requests still running %d ms after shutdown began; exiting",
+         w->drain_ms);
+    _exit(0);
     return NULL;
 }
 
@@ -364,6 +376,10 @@ main(int argc, char **argv)
     };
     authz_chain_init(&chain, &cc);
     trust_pem = authn_trust_pem(authn);
+    api.next = authz_chain_handle;
+    api.next_ctx = &chain;
+    api.next_thread_init = authz_chain_thread_init;
+    api.next_thread_fini = authz_chain_thread_fini;
     struct server_config sc = {
         .bind_address = o.bind_address, .port = o.secure_port, .tls = true,
         .cert_pem = cert_pem, .key_pem = key_pem,
@@ -373,9 +389,10 @@ main(int argc, char **argv)
         .threads = 4,
         .reuse_port = o.permit_port_sharing,
         .reuse_addr = o.permit_address_sharing,
-        .handler = authz_chain_handle, .ctx = &chain,
-        .thread_init = authz_chain_thread_init,
-        .thread_fini = authz_chain_thread_fini,
+        /* request metrics around the filter chain (api_serve) */
+        .handler = api_serve, .ctx = &api,
+        .thread_init = api_serve_thread_init,
+        .thread_fini = api_serve_thread_fini,
     };
     struct buf suites;
     buf_init(&suites, 1 << 16);
@@ -455,12 +472,15 @@ main(int argc, char **argv)
      * at once. */
     LOGI("received signal %d, shutting down", sig);
     atomic_store(&api.shutting_down, true);
-    pthread_t sigthr;
-    sigdelset(&sigs, SIGHUP);
-    if (pthread_create(&sigthr, NULL, second_signal, &sigs) == 0)
-        pthread_detach(sigthr);
     int drain_ms = o.shutdown_delay_duration_ms > 0
                        ? (int)o.shutdown_delay_duration_ms : 60000;
+    static struct shutdown_watch watch;
+    watch.sigs = sigs;
+    watch.drain_ms = drain_ms;
+    sigdelset(&watch.sigs, SIGHUP);
+    pthread_t sigthr;
+    if (pthread_create(&sigthr, NULL, second_signal, &watch) == 0)
+        pthread_detach(sigthr);
     server_stop(srv, drain_ms);
     server_stop(msrv, 1000);
     LOGI("in-flight requests drained, exiting");

@@ -210,11 +210,14 @@ same_content(const struct config_snap *a, const struct config_snap *b)
     return true;
 }
 
+/* The gauges follow every load (start-up included); the counter counts
+ * reload attempts only. */
 static void
-record(bool ok)
+record(bool ok, bool startup)
 {
     metrics_set(METRICS_RELOAD_OK, NULL, NULL, ok ? 1 : 0);
-    metrics_add(METRICS_RELOADS, ok ? "success" : "failure", NULL, 1);
+    if (!startup)
+        metrics_add(METRICS_RELOADS, ok ? "success" : "failure", NULL, 1);
     if (ok)
         metrics_set(METRICS_RELOAD_TS, NULL, NULL, wall_now());
 }
@@ -256,7 +259,7 @@ reload_locked(struct reload *r, bool force, char *err, size_t errlen)
     LOGI("config reloaded from %s (generation %llu)", r->o.config_file,
          (unsigned long long)next->generation);
     next = NULL;
-    record(true);
+    record(true, false);
     if (r->o.on_swap) {
         struct config_snap *cur = config_acquire(r->o.store);
         r->o.on_swap(r->o.ctx, cur);
@@ -265,7 +268,7 @@ reload_locked(struct reload *r, bool force, char *err, size_t errlen)
     rc = 0;
     goto done;
 fail:
-    record(false);
+    record(false, false);
     LOGE("config reload refused, keeping the previous config: %s", err);
 done:
     engine_free(e);
@@ -390,7 +393,7 @@ reload_start(const struct reload_opts *o, char *err, size_t errlen)
     r->ifd = -1;
     r->stop_pipe[0] = r->stop_pipe[1] = -1;
     pthread_mutex_init(&r->mu, NULL);
-    record(true);                  /* the start-up load */
+    record(true, true);            /* the start-up load */
     if (!o->watch)
         return r;
     r->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);

@@ -1,0 +1,486 @@
+-- spec/integration/operability_spec.lua: issue 8 end to end with the real
+-- binary against the fakes: every /metrics family after traffic (secure
+-- port and the plain --metrics-bind-address listener), config reload on
+-- SIGHUP and on file change (a broken edit is refused while serving
+-- continues), graceful shutdown (drain, exit 0; a second signal exits at
+-- once), and log lines at each --v level in text and JSON, with no secret.
+-- Uses: spec/helpers.lua, spec/fixtures/{prometheus,kube}/*.json.
+
+local helpers = require "helpers"
+local cjson = require "cjson"
+
+local P1 = "sample-app-7cfb596f98-8h5mv"
+local BASE = "/apis/custom.metrics.k8s.io/v1beta2"
+local METRIC_PATH = BASE .. "/namespaces/default/pods/*/"
+
+local function config(as, extra)
+    return [[
+rules:
+- seriesQuery: 'http_requests_total{kubernetes_namespace!="",kubernetes_pod_name!=""}'
+  resources:
+    overrides:
+      kubernetes_namespace: {resource: "namespace"}
+      kubernetes_pod_name: {resource: "pod"}
+  name:
+    matches: "^(.*)_total"
+    as: "]] .. as .. [["
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+]] .. (extra or "")
+end
+
+-- A second rule whose series query Prometheus fails (rules[1]).
+local BROKEN_RULE = [[
+- seriesQuery: 'broken_total{namespace!="",pod!=""}'
+  resources: {template: '<<.Resource>>'}
+  name: {matches: '^(.*)_total$', as: ''}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+]]
+
+local EXTERNAL = [[
+externalRules:
+- seriesQuery: 'queue_depth{queue!=""}'
+  resources: {namespaced: false}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
+]]
+
+-- -- Helpers local to this spec ------------------------------------------------
+
+local function start_fakes()
+    local prom = helpers.start_prometheus {
+        state_file = helpers.root() .. "/spec/fixtures/prometheus/custom_metrics.json" }
+    local kube = helpers.start_kube {
+        state_file = helpers.root() .. "/spec/fixtures/kube/objects.json" }
+    prom:control("POST", "/_fake/query", { pattern = "http_requests_total", result = {
+        resultType = "vector",
+        result = { { metric = { kubernetes_pod_name = P1 }, value = { 1715851267.1, "2.5" } } } } })
+    return prom, kube
+end
+
+-- Starts the adapter with delegated auth pointed at the fake kube (its
+-- SubjectAccessReview allows everything by default).
+local function start(prom, kube, opts)
+    local kc = helpers.kubeconfig(kube)
+    opts.prometheus, opts.kube = prom, kube
+    local args = { "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc,
+        "--authentication-skip-lookup" }
+    for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+    opts.args = args
+    return helpers.start_adapter(opts)
+end
+
+-- Parses the text exposition format: { ['name{a="x",b="y"}'] = value }
+-- (label order as rendered) and the set of families with HELP and TYPE.
+local function parse_metrics(text)
+    local samples, help, types = {}, {}, {}
+    for line in text:gmatch("[^\n]+") do
+        local h = line:match("^# HELP (%S+) ")
+        local tn, tt = line:match("^# TYPE (%S+) (%S+)$")
+        if h then help[h] = true
+        elseif tn then types[tn] = tt
+        elseif not line:match("^#") then
+            local key, v = line:match("^(.*) (%S+)$")
+            assert(key, "malformed sample line: " .. line)
+            samples[key] = tonumber(v) or (v == "+Inf" and math.huge) or v
+        end
+    end
+    return samples, help, types
+end
+
+local function scrape(adapter)
+    local st, hs, body = adapter:get("/metrics")
+    assert.are.equal(200, st, body)
+    assert.truthy(hs["content-type"]:find("text/plain; version=0.0.4", 1, true))
+    local samples, help, types = parse_metrics(body)
+    return samples, help, types, body
+end
+
+local function discovery_names(adapter)
+    local st, doc, body = adapter:get_json(BASE)
+    assert.are.equal(200, st, body)
+    local names = {}
+    for _, r in ipairs(doc.resources) do names[r.name] = true end
+    return names
+end
+
+local function sighup(p) os.execute("kill -HUP " .. p.pid) end
+
+local FAMILIES = {
+    "build_info", "config_last_reload_successful",
+    "config_last_reload_success_timestamp_seconds", "config_reloads_total",
+    "http_requests_total", "http_request_duration_seconds", "http_requests_inflight",
+    "prometheus_request_duration_seconds", "prometheus_request_errors_total",
+    "kubernetes_request_duration_seconds", "kubernetes_request_errors_total",
+    "kubernetes_watches_total", "hook_failures_total", "cache_lookups_total",
+    "relist_duration_seconds", "relist_runs_total", "rule_last_relist_successful",
+    "rule_series", "rule_metrics",
+}
+
+-- -- /metrics --------------------------------------------------------------------
+
+describe("/metrics", function()
+    local prom, kube, adapter, mport
+
+    setup(function()
+        prom, kube = start_fakes()
+        prom:control("POST", "/_fake/series", { match = 'broken_total{namespace!="",pod!=""}',
+            status = 500, body = '{"status":"error","errorType":"internal","error":"boom"}' })
+        mport = helpers.free_port()
+        adapter = start(prom, kube, { config = config("${1}_per_second", BROKEN_RULE),
+            args = { "--metrics-bind-address=127.0.0.1:" .. mport,
+                "--authorization-webhook-cache-authorized-ttl=0s" } })
+        -- traffic: discovery, a metric (200), an unknown metric (404)
+        assert.are.equal(200, (adapter:get(BASE)))
+        helpers.wait_until(function()
+            return adapter:get(METRIC_PATH .. "http_requests_per_second") == 200
+        end, helpers.scale(10))
+        assert.are.equal(404, (adapter:get(METRIC_PATH .. "no_such_metric")))
+    end)
+
+    teardown(function()
+        if adapter then adapter:stop() end
+        if prom then prom:stop() end
+        if kube then kube:stop() end
+        helpers.cleanup()
+    end)
+
+    it("exposes every promlua_adapter_ family with HELP and TYPE", function()
+        local _, help, types, body = scrape(adapter)
+        for _, f in ipairs(FAMILIES) do
+            local name = "promlua_adapter_" .. f
+            assert.is_true(help[name] ~= nil, "missing HELP for " .. name .. " in:\n" .. body:sub(1, 600))
+            assert.is_truthy(types[name], "missing TYPE for " .. name)
+        end
+        assert.are.equal("histogram", types.promlua_adapter_http_request_duration_seconds)
+        assert.are.equal("counter", types.promlua_adapter_http_requests_total)
+        assert.are.equal("gauge", types.promlua_adapter_rule_metrics)
+    end)
+
+    it("has plausible values after traffic", function()
+        local s = helpers.wait_until(function()
+            local m = scrape(adapter)
+            return (m['promlua_adapter_relist_runs_total{kind="custom",outcome="success"}'] or 0) >= 2
+                and m
+        end, helpers.scale(10))
+        assert.is_truthy(s, "no second relist recorded")
+        local route = '/apis/custom.metrics.k8s.io/v1beta2/namespaces/*/pods/*/*'
+        assert.is_true(s['promlua_adapter_http_requests_total{route="' .. route .. '",code="200"}'] >= 1)
+        assert.is_true(s['promlua_adapter_http_requests_total{route="' .. route .. '",code="404"}'] >= 1)
+        assert.is_true(s['promlua_adapter_http_request_duration_seconds_count{route="'
+            .. route .. '",code="200"}'] >= 1)
+        assert.is_true(s['promlua_adapter_http_request_duration_seconds_bucket{route="'
+            .. route .. '",code="200",le="+Inf"}'] >= 1)
+        assert.is_true(s['promlua_adapter_http_requests_total{route="/apis/custom.metrics.k8s.io/v1beta2",code="200"}'] >= 1)
+        assert.are.equal(1, s['promlua_adapter_config_last_reload_successful'])
+        local ts = s['promlua_adapter_config_last_reload_success_timestamp_seconds']
+        assert.is_true(math.abs(ts - os.time()) < 600, "timestamp " .. tostring(ts))
+        assert.is_true(s['promlua_adapter_prometheus_request_duration_seconds_count{endpoint="series"}'] >= 2)
+        assert.is_true(s['promlua_adapter_prometheus_request_duration_seconds_count{endpoint="query"}'] >= 1)
+        assert.is_true(s['promlua_adapter_prometheus_request_errors_total{endpoint="series"}'] >= 1)
+        assert.is_true(s['promlua_adapter_kubernetes_request_duration_seconds_count{verb="discovery"}'] >= 1)
+        assert.is_true(s['promlua_adapter_kubernetes_request_duration_seconds_count{verb="list"}'] >= 1)
+        assert.is_true(s['promlua_adapter_relist_duration_seconds_count{kind="custom"}'] >= 2)
+        -- rules[0] maps namespace and pod: one series, two registry entries
+        assert.are.equal(2, s['promlua_adapter_rule_metrics{rule="rules[0]"}'])
+        assert.are.equal(1, s['promlua_adapter_rule_series{rule="rules[0]"}'])
+        assert.are.equal(1, s['promlua_adapter_rule_last_relist_successful{rule="rules[0]"}'])
+        assert.are.equal(0, s['promlua_adapter_rule_last_relist_successful{rule="rules[1]"}'])
+        assert.is_true(s['promlua_adapter_cache_lookups_total{cache="registry",result="hit"}'] >= 1)
+        assert.is_true(s['promlua_adapter_cache_lookups_total{cache="registry",result="miss"}'] >= 1)
+        local bi
+        for k, v in pairs(s) do
+            if k:match("^promlua_adapter_build_info{version=\"[%d.]+\",luajit=\"LuaJIT 2%.1") then bi = v end
+        end
+        assert.are.equal(1, bi)
+    end)
+
+    it("serves the same registry on the plain listener, without authentication", function()
+        local st, body, hs = helpers.http("GET", "http://127.0.0.1:" .. mport .. "/metrics")
+        assert.are.equal(200, st)
+        assert.truthy(hs["content-type"]:find("version=0.0.4", 1, true))
+        local _, help = parse_metrics(body)
+        for _, f in ipairs(FAMILIES) do assert.is_true(help["promlua_adapter_" .. f]) end
+        assert.are.equal(404, (helpers.http("GET", "http://127.0.0.1:" .. mport .. BASE)))
+        assert.are.equal(200, (helpers.http("GET", "http://127.0.0.1:" .. mport .. "/healthz")))
+    end)
+
+    it("asks the authorizer for /metrics on the secure port", function()
+        kube:clear_requests()
+        assert.are.equal(200, (adapter:get("/metrics")))
+        local sars = kube:requests("/apis/authorization.k8s.io/v1/subjectaccessreviews")
+        local seen = false
+        for _, r in ipairs(sars) do
+            local ok, d = pcall(cjson.decode, r.body or "")
+            if ok and d.spec and d.spec.nonResourceAttributes
+                and d.spec.nonResourceAttributes.path == "/metrics" then seen = true end
+        end
+        assert.is_true(seen, "no SubjectAccessReview for /metrics")
+    end)
+end)
+
+-- -- Reload ----------------------------------------------------------------------
+
+describe("config reload", function()
+    local prom, kube
+
+    setup(function() prom, kube = start_fakes() end)
+    teardown(function()
+        if prom then prom:stop() end
+        if kube then kube:stop() end
+        helpers.cleanup()
+    end)
+
+    it("reloads on SIGHUP, refuses a broken config and keeps serving", function()
+        -- The config path is a symlink into another directory, which the
+        -- file watcher does not see: only SIGHUP can pick up the edits.
+        local real_dir = helpers.tmpdir("real")
+        local link_dir = helpers.tmpdir("link")
+        local real = helpers.write_file(real_dir .. "/config.yaml", config("${1}_per_second"))
+        local path = link_dir .. "/config.yaml"
+        os.execute("ln -s " .. helpers.shq(real) .. " " .. helpers.shq(path))
+        local a = start(prom, kube, { config_file = path })
+        assert.is_true(discovery_names(a)["pods/http_requests_per_second"])
+
+        helpers.write_file(real, config("${1}_rate", EXTERNAL))
+        helpers.sleep(1.5)
+        assert.is_true(discovery_names(a)["pods/http_requests_per_second"], "reloaded without SIGHUP")
+        sighup(a)
+        assert.is_truthy(helpers.wait_until(function()
+            local n = discovery_names(a)
+            return n["pods/http_requests_rate"] and not n["pods/http_requests_per_second"]
+        end, helpers.scale(10)), "SIGHUP did not reload")
+        -- the APIs served follow the config: externalRules appeared
+        local _, groups = a:get_json("/apis")
+        local names = {}
+        for _, g in ipairs(groups.groups) do names[g.name] = true end
+        assert.is_true(names["external.metrics.k8s.io"])
+        assert.are.equal(200, (a:get("/apis/external.metrics.k8s.io/v1beta1")))
+        local m = scrape(a)
+        assert.are.equal(1, m['promlua_adapter_config_reloads_total{outcome="success"}'])
+        assert.are.equal(1, m['promlua_adapter_config_last_reload_successful'])
+
+        -- a broken edit: refused with the file, line and key path; the
+        -- previous config keeps serving
+        helpers.write_file(real, config("${1}_rate") .. "  bogus: 1\n")
+        sighup(a)
+        assert.is_truthy(helpers.wait_until(function()
+            return a:stderr():find("config reload refused", 1, true)
+        end, helpers.scale(10)))
+        assert.truthy(a:stderr():find("config.yaml:11: rules[0].bogus: field bogus not found",
+            1, true), a:stderr())
+        m = scrape(a)
+        assert.are.equal(0, m['promlua_adapter_config_last_reload_successful'])
+        assert.are.equal(1, m['promlua_adapter_config_reloads_total{outcome="failure"}'])
+        assert.is_true(discovery_names(a)["pods/http_requests_rate"])
+        assert.are.equal(200, (a:get(METRIC_PATH .. "http_requests_rate")))
+        assert.are.equal(200, (a:get("/readyz")))
+        local rc = a:stop()
+        assert.are.equal(0, rc)
+    end)
+
+    it("reloads when the file changes, and refuses a broken edit", function()
+        local dir = helpers.tmpdir("watched")
+        local path = helpers.write_file(dir .. "/config.yaml", config("${1}_per_second"))
+        local a = start(prom, kube, { config_file = path })
+        assert.is_true(discovery_names(a)["pods/http_requests_per_second"])
+        -- an atomic replace, as editors and the kubelet do it
+        helpers.write_file(dir .. "/config.yaml.tmp", config("${1}_changed"))
+        os.rename(dir .. "/config.yaml.tmp", path)
+        assert.is_truthy(helpers.wait_until(function()
+            local n = discovery_names(a)
+            return n["pods/http_requests_changed"] and not n["pods/http_requests_per_second"]
+        end, helpers.scale(10)), "the file change was not picked up")
+        assert.are.equal(200, (a:get(METRIC_PATH .. "http_requests_changed")))
+        -- broken YAML written in place
+        helpers.write_file(path, "rules: [\n")
+        assert.is_truthy(helpers.wait_until(function()
+            return a:stderr():find("config reload refused", 1, true)
+        end, helpers.scale(10)))
+        assert.is_true(discovery_names(a)["pods/http_requests_changed"])
+        assert.are.equal(200, (a:get(METRIC_PATH .. "http_requests_changed")))
+        local m = scrape(a)
+        assert.are.equal(0, m['promlua_adapter_config_last_reload_successful'])
+        -- fixing it is picked up again
+        helpers.write_file(path, config("${1}_fixed"))
+        assert.is_truthy(helpers.wait_until(function()
+            return discovery_names(a)["pods/http_requests_fixed"]
+        end, helpers.scale(10)))
+        assert.are.equal(1, scrape(a)['promlua_adapter_config_last_reload_successful'])
+        a:stop()
+    end)
+end)
+
+-- -- Shutdown --------------------------------------------------------------------
+
+-- Starts a request in the background; returns a function giving its HTTP
+-- status once it finished (nil before).
+local function background_get(a, path)
+    local dir = helpers.tmpdir("bg")
+    os.execute(string.format("(curl -sk -o /dev/null -w '%%{http_code}' --max-time 30 %s >%s; "
+        .. "mv %s %s) >/dev/null 2>&1 &",
+        helpers.shq("https://127.0.0.1:" .. a.port .. path), helpers.shq(dir .. "/s.tmp"),
+        helpers.shq(dir .. "/s.tmp"), helpers.shq(dir .. "/s")))
+    return function()
+        local s = helpers.read_file(dir .. "/s")
+        return s and tonumber(s) or nil
+    end
+end
+
+describe("graceful shutdown", function()
+    local prom, kube
+
+    setup(function() prom, kube = start_fakes() end)
+    teardown(function()
+        if prom then prom:stop() end
+        if kube then kube:stop() end
+        helpers.cleanup()
+    end)
+
+    it("drains an in-flight request, refuses new connections, then exits 0", function()
+        local a = start(prom, kube, { config = config("${1}_per_second") })
+        prom:control("POST", "/_fake/reset")
+        prom:control("POST", "/_fake/query", { pattern = "http_requests_total", delay = 2,
+            result = { resultType = "vector", result = {
+                { metric = { kubernetes_pod_name = P1 }, value = { 1715851267.1, "2.5" } } } } })
+        local status = background_get(a, METRIC_PATH .. "http_requests_per_second")
+        assert.is_truthy(helpers.wait_until(function()
+            return #prom:requests("/api/v1/query") > 0
+        end, helpers.scale(5)), "the slow request never reached Prometheus")
+        os.execute("kill -TERM " .. a.pid)
+        helpers.sleep(0.3)
+        assert.is_nil(a:exit_status(), "exited before the in-flight request finished")
+        local st = a:get("/readyz", nil, { max_time = 2 })
+        assert.are_not.equal(200, st)       -- failing or refused: never ready
+        assert.is_truthy(helpers.wait_until(function() return a:exit_status() end,
+            helpers.scale(10)))
+        assert.are.equal(0, a:exit_status())
+        assert.are.equal(200, helpers.wait_until(status, 5))
+        local err = a:stderr()
+        assert.truthy(err:find("shutting down", 1, true))
+        assert.truthy(err:find("in-flight requests drained", 1, true))
+        a.stopped = true
+    end)
+
+    it("exits at once on a second signal", function()
+        local a = start(prom, kube, { config = config("${1}_per_second"),
+            args = { "--prometheus-timeout=30s" } })
+        prom:control("POST", "/_fake/reset")
+        prom:control("POST", "/_fake/query", { pattern = "http_requests_total", hang = true })
+        background_get(a, METRIC_PATH .. "http_requests_per_second")
+        assert.is_truthy(helpers.wait_until(function()
+            return #prom:requests("/api/v1/query") > 0
+        end, helpers.scale(5)))
+        os.execute("kill -TERM " .. a.pid)
+        helpers.sleep(0.5)
+        assert.is_nil(a:exit_status(), "did not wait for the hung request:\n" .. a:stderr())
+        local t0 = helpers.now()
+        os.execute("kill -TERM " .. a.pid)
+        assert.is_truthy(helpers.wait_until(function() return a:exit_status() end, 3))
+        assert.is_true(helpers.now() - t0 < 3)
+        assert.are.equal(1, a:exit_status())
+        assert.truthy(a:stderr():find("exiting immediately", 1, true))
+        a.stopped = true
+        prom:control("POST", "/_fake/reset")
+    end)
+
+    it("bounds the drain by --shutdown-delay-duration", function()
+        prom:control("POST", "/_fake/reset")
+        prom:control("POST", "/_fake/query", { pattern = "http_requests_total", hang = true })
+        local a = start(prom, kube, { config = config("${1}_per_second"),
+            args = { "--prometheus-timeout=30s", "--shutdown-delay-duration=1s" } })
+        background_get(a, METRIC_PATH .. "http_requests_per_second")
+        assert.is_truthy(helpers.wait_until(function()
+            return #prom:requests("/api/v1/query") > 0
+        end, helpers.scale(5)))
+        local t0 = helpers.now()
+        os.execute("kill -TERM " .. a.pid)
+        assert.is_truthy(helpers.wait_until(function() return a:exit_status() end, helpers.scale(8)))
+        assert.is_true(helpers.now() - t0 < helpers.scale(6))
+        assert.are.equal(0, a:exit_status())
+        a.stopped = true
+        prom:control("POST", "/_fake/reset")
+    end)
+end)
+
+-- -- Logs ------------------------------------------------------------------------
+
+describe("logs", function()
+    local prom, kube
+
+    setup(function() prom, kube = start_fakes() end)
+    teardown(function()
+        if prom then prom:stop() end
+        if kube then kube:stop() end
+        helpers.cleanup()
+    end)
+
+    -- One marker line per --v level (0, 1, 2, 4, 6), each from the level
+    -- where PA logs the same thing.
+    local MARKERS = {
+        { 0, "serving securely on " },
+        { 1, 'FLAG: %-%-v="' },
+        { 2, "discovered %d+ API resources" },
+        { 4, 'series query "http_requests_total' },
+        { 6, "GET http://127%.0%.0%.1:%d+/api/v1/series%?" },
+    }
+
+    local function run_at(v, extra)
+        local args = { "--v=" .. v }
+        for _, x in ipairs(extra or {}) do args[#args + 1] = x end
+        local a = start(prom, kube, { config = config("${1}_per_second"), args = args })
+        helpers.wait_until(function() return a:stderr():find("series query", 1, true)
+            or v < 4 and a:stderr():find("relist", 1, true) end, 3)
+        helpers.sleep(1.2)                 -- at least one full relist
+        local _, err = a:stop()
+        return err
+    end
+
+    for _, v in ipairs({ 0, 2, 6 }) do
+        it("--v=" .. v .. " prints exactly the lines of levels <= " .. v, function()
+            local err = run_at(v)
+            for _, m in ipairs(MARKERS) do
+                local found = err:find(m[2]) ~= nil
+                assert.are.equal(m[1] <= v, found,
+                    string.format("level %d marker %q at --v=%d:\n%s", m[1], m[2], v, err))
+            end
+            for line in err:gmatch("[^\n]+") do
+                assert.truthy(line:match("^[IWEF]%d%d%d%d %d%d:%d%d:%d%d%.%d%d%d%d%d%d +%d+ [%w_%.]+:%d+%] "),
+                    "not a klog line: " .. line)
+            end
+            assert.is_nil(err:find("fake-token", 1, true), "the kubeconfig token was logged")
+        end)
+    end
+
+    it("--logging-format=json writes one object per line with the V level", function()
+        local err = run_at(6, { "--logging-format=json" })
+        local levels = {}
+        for line in err:gmatch("[^\n]+") do
+            local ok, d = pcall(cjson.decode, line)
+            assert.is_true(ok, "not JSON: " .. line)
+            assert.are.equal("number", type(d.ts))
+            assert.truthy(d.caller:match("^[%w_]+%.c:%d+$"))
+            assert.are.equal("string", type(d.msg))
+            if d.level == "info" then
+                for _, m in ipairs(MARKERS) do
+                    if d.msg:find(m[2]) then levels[m[1]] = d.v end
+                end
+            end
+        end
+        for _, m in ipairs(MARKERS) do
+            assert.are.equal(m[1], levels[m[1]], "V level of " .. m[2])
+        end
+    end)
+
+    it("never logs a credential from the Prometheus URL or the kubeconfig", function()
+        local url = prom:url():gsub("^http://", "http://scraper:s3cr3t-pass@")
+        local kc = helpers.kubeconfig(kube)
+        local a = helpers.start_adapter { config = config("${1}_per_second"), kube = kube,
+            args = { "--v=10", "--prometheus-url=" .. url,
+                "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc,
+                "--authentication-skip-lookup" } }
+        helpers.sleep(1.5)
+        local _, err = a:stop()
+        assert.truthy(err:find("scraper:[redacted]@", 1, true), err)
+        assert.is_nil(err:find("s3cr3t-pass", 1, true))
+        assert.is_nil(err:find("fake-token", 1, true))
+    end)
+end)
