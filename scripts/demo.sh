@@ -5,7 +5,8 @@
 #     queue gauges with namespace/pod labels, CPU and memory series;
 #   - a real Prometheus (Debian's /usr/bin/prometheus) scraping it every 1 s;
 #   - the stand-in Kubernetes API (spec/fixtures/fake_kube.lua) with the
-#     demo's namespace, pods, service and node;
+#     demo's namespace, pods, service and node; it also answers the
+#     adapter's TokenReviews and SubjectAccessReviews (allowing all);
 #   - the adapter (build/promlua-adapter) with rules/default.yaml plus the
 #     external rule of scripts/demo/external.yaml;
 #   - nginx as the aggregator: /apis/*metrics.k8s.io* to the adapter,
@@ -134,6 +135,9 @@ wait_for "three scrapes of the workload" 30 enough_samples
 EXTRA=(${ADAPTER_EXTRA_ARGS:-})
 start adapter "$ADAPTER_BIN" --config="$DEMO_DIR/config.yaml" \
     --prometheus-url="$PROM/" --lister-kubeconfig="$DEMO_DIR/kube.kubeconfig" \
+    --authentication-kubeconfig="$DEMO_DIR/kube.kubeconfig" \
+    --authorization-kubeconfig="$DEMO_DIR/kube.kubeconfig" \
+    --authentication-tolerate-lookup-failure=true \
     --bind-address=127.0.0.1 --secure-port="$ADAPTER_PORT" --cert-dir="$DEMO_DIR/certs" \
     --metrics-relist-interval=15s --v=1 "${EXTRA[@]}"
 wait_for "the adapter's /readyz" 30 curl -skf "https://127.0.0.1:$ADAPTER_PORT/readyz"

@@ -308,8 +308,14 @@ describe("deploy/", function()
             "--metrics-relist-interval", "--tls-cipher-suites" }) do
             assert.is_string(seen[f], f .. " missing from the Deployment")
         end
-        -- the lister is in-cluster in a pod; here it is the fake
-        words[#words + 1] = "--lister-kubeconfig=" .. helpers.kubeconfig(kube, dir)
+        -- the three clients are in-cluster in a pod; here they are the fake,
+        -- which allows every TokenReview and SubjectAccessReview (it has no
+        -- extension-apiserver-authentication ConfigMap: tolerated)
+        local kc = helpers.kubeconfig(kube, dir)
+        for _, a in ipairs({ "--lister-kubeconfig=" .. kc, "--authentication-kubeconfig=" .. kc,
+            "--authorization-kubeconfig=" .. kc, "--authentication-tolerate-lookup-failure=true" }) do
+            words[#words + 1] = a
+        end
         local p = start(words, dir)
         wait_ready(p, port)
         -- the config's rules and resourceRules install custom and resource metrics
@@ -344,8 +350,13 @@ describe("deploy/", function()
             a[#a + 1] = "--v=4"
             a[#a + 1] = "--config=" .. cfg
             -- extraArguments (verbatim after the chart's own): outside a pod
-            -- the lister needs a kubeconfig
-            a[#a + 1] = "--lister-kubeconfig=" .. helpers.kubeconfig(kube, dir)
+            -- the three Kubernetes clients need a kubeconfig (the fake, which
+            -- allows every TokenReview and SubjectAccessReview)
+            local kc = helpers.kubeconfig(kube, dir)
+            a[#a + 1] = "--lister-kubeconfig=" .. kc
+            a[#a + 1] = "--authentication-kubeconfig=" .. kc
+            a[#a + 1] = "--authorization-kubeconfig=" .. kc
+            a[#a + 1] = "--authentication-tolerate-lookup-failure=true"
             return a
         end
         -- self-signed certificates (chart default)
