@@ -319,6 +319,19 @@ static const char diagnose_lua[] =
     "  table.sort(o)\n"
     "  return #o > 0 and table.concat(o, ', ') or 'none'\n"
     "end\n"
+    "local function why_filtered(rule, name)\n"
+    "  local namer = rule.c and rule.c.namer\n"
+    "  for j, f in ipairs(rule.c and rule.c.filters or {}) do\n"
+    "    if f.rx:test(name) ~= f.is then\n"
+    "      if namer and f == namer.filter then\n"
+    "        return string.format('filter: name.matches %q does not match the series', f.text)\n"
+    "      end\n"
+    "      return string.format('filter: rejected by seriesFilters[%d] (%s %q)', j - 1,\n"
+    "        f.is and 'is' or 'isNot', f.text)\n"
+    "    end\n"
+    "  end\n"
+    "  return 'filter: rejected by the match_series hook'\n"
+    "end\n"
     "for i, rule in ipairs(eng.cfg[prefix] or {}) do\n"
     "  local rname = string.format('%s[%d]', prefix, i - 1)\n"
     "  local steps = rule.steps or eng.steps\n"
@@ -333,8 +346,7 @@ static const char diagnose_lua[] =
     "      if not okn then name = nil end\n"
     "      if name == t.metric then\n"
     "        if not okk or not keep then\n"
-    "          cands[#cands + 1] = { 0, rname, shape.name, 'filter: the series is rejected by '\n"
-    "            .. 'seriesFilters or name.matches' }\n"
+    "          cands[#cands + 1] = { 0, rname, shape.name, why_filtered(rule, shape.name) }\n"
     "        elseif kind == 'external' then\n"
     "          found = found + 1\n"
     "          lines[#lines + 1] = string.format('  %s produces %q from series %q', rname, name, shape.name)\n"
@@ -361,8 +373,7 @@ static const char diagnose_lua[] =
     "      elseif okk and not keep then\n"
     "        local d = dist(shape.name, t.metric)\n"
     "        if d <= math.max(3, math.floor(#t.metric / 3)) then\n"
-    "          cands[#cands + 1] = { 3 + d, rname, shape.name, 'filter: the series is rejected by '\n"
-    "            .. 'seriesFilters or name.matches' }\n"
+    "          cands[#cands + 1] = { 3 + d, rname, shape.name, why_filtered(rule, shape.name) }\n"
     "        end\n"
     "      end\n"
     "    end\n"
@@ -641,7 +652,7 @@ print_answer(struct api *api, const char *path)
 {
     char err[2048];
     struct server_config sc = {
-        .bind_address = "127.0.0.1", .port = 0, .tls = false, .threads = 1,
+        .bind_address = "127.0.0.1", .port = 0, .tls = false, .threads = 2,
         .handler = api_serve, .ctx = api,
         .thread_init = api_thread_init, .thread_fini = api_thread_fini,
     };

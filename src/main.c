@@ -428,7 +428,7 @@ main(int argc, char **argv)
             goto out;
         }
         struct server_config mc = {
-            .bind_address = host, .port = mport, .tls = false, .threads = 1,
+            .bind_address = host, .port = mport, .tls = false, .threads = 2,
             .handler = api_metrics_handle, .ctx = &api,
         };
         msrv = server_new(&mc, err, sizeof err);
