@@ -362,10 +362,9 @@ local function never_answers(kind, p, rule, line, warns)
             msg = "rule maps no label to any resource (no template, no overrides): it "
                 .. "can never answer" }
     end
-    -- A seriesQuery for one literal metric name that the rule's own
-    -- filters or name.matches reject.
+    -- A seriesQuery for one literal metric name (`name{...}`) that the
+    -- rule's own filters or name.matches reject.
     local lit = (rule.seriesQuery or ""):match("^%s*([%a_:][%w_:]*)%s*{")
-        or (rule.seriesQuery or ""):match("^%s*([%a_:][%w_:]*)%s*$")
     if lit then
         for j, f in ipairs(rule.c.filters or {}) do
             if f.rx:test(lit) ~= f.is then
