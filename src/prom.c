@@ -1024,7 +1024,8 @@ finish_series(struct series_parse *sp)
         s->labels = arena_alloc(sp->arena, (n ? n : 1) * sizeof *l);
         if (!s->labels)
             return -1;
-        memcpy(s->labels, l, n * sizeof *l);
+        if (n)   /* a series with only __name__ has no label array */
+            memcpy(s->labels, l, n * sizeof *l);
         s->nlabels = n;
         s->name = name;
         s->count = 1;
