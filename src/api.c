@@ -8,6 +8,7 @@
 #include "httputil.h"
 #include "jsonw.h"
 #include "log.h"
+#include "prom.h"
 #include "metrics.h"
 #include "status.h"
 #include <stdio.h>
@@ -105,6 +106,33 @@ int64_t
 api_remaining_ms(const struct api_call *c)
 {
     return server_request_remaining_ms(c->req, c->timeout_ms);
+}
+
+int64_t
+api_prom_budget_ms(const struct api_call *c)
+{
+    int64_t left = api_remaining_ms(c);
+    return left > c->api->prom_timeout_ms ? c->api->prom_timeout_ms : left;
+}
+
+int
+api_prom_query(struct api_call *c, const char *query, struct prom_result **out)
+{
+    char err[1024];
+    *out = NULL;
+    int64_t left = api_prom_budget_ms(c);
+    if (left <= 0) {
+        status_timeout(c->resp);
+        return -1;
+    }
+    if (prom_query(c->api->prom, c->thread->http, query, prom_now(),
+                   (double)left / 1000.0, out, err, sizeof err) != 0) {
+        LOGE("unable to fetch metrics from prometheus: %s (query %s)", err, query);
+        status_internal_error(c->resp, "unable to fetch metrics");
+        *out = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 static void

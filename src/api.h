@@ -90,6 +90,15 @@ struct api_call {                     /* one request being answered */
 void api_send_json(struct api_call *c, int status, struct jsonw *w);
 /* Milliseconds left before the request's deadline. */
 int64_t api_remaining_ms(const struct api_call *c);
+/* What a Prometheus call of this request may take: the time left, capped
+ * by --prometheus-timeout. */
+int64_t api_prom_budget_ms(const struct api_call *c);
+/* One instant query at "now" within the budget. On failure answers the
+ * request (504 when the deadline has passed, else 500 "unable to fetch
+ * metrics", the cause logged) and returns -1; *out is then NULL. */
+struct prom_result;
+int api_prom_query(struct api_call *c, const char *query,
+                   struct prom_result **out);
 
 /* custom.metrics.k8s.io/<version>/<segs...> (segs after the version). */
 void custom_handle(struct api_call *c, const char *version,

@@ -320,9 +320,7 @@ serve(struct api_call *c, const char *version, struct target *t)
     };
     int code = 500;
     struct engine *eng = c->thread->engine;
-    int64_t left = api_remaining_ms(c);
-    if (left > c->api->prom_timeout_ms)
-        left = c->api->prom_timeout_ms;
+    int64_t left = api_prom_budget_ms(c);
     bool compute = engine_has_compute(eng, "custom", e->rule);
     int rrc;
     if (compute) {
@@ -353,20 +351,8 @@ serve(struct api_call *c, const char *version, struct target *t)
         samples = hs->v;
         nsamples = hs->n;
     } else {
-        left = api_remaining_ms(c);
-        if (left > c->api->prom_timeout_ms)
-            left = c->api->prom_timeout_ms;
-        if (left <= 0) {
-            status_timeout(resp);
+        if (api_prom_query(c, query.data, &res) != 0)
             goto done;
-        }
-        if (prom_query(c->api->prom, c->thread->http, query.data, prom_now(),
-                       (double)left / 1000.0, &res, err, sizeof err) != 0) {
-            LOGE("unable to fetch metrics from prometheus: %s (query %s)", err,
-                 query.data);
-            status_internal_error(resp, "unable to fetch metrics");
-            goto done;
-        }
         if (res->type != PROM_VECTOR) {
             LOGE("unable to fetch metrics: non-vector result for query %s",
                  query.data);

@@ -107,9 +107,7 @@ external_handle(struct api_call *c, const char *const *segs, size_t n)
     };
     int code = 500;
     struct engine *eng = c->thread->engine;
-    int64_t left = api_remaining_ms(c);
-    if (left > c->api->prom_timeout_ms)
-        left = c->api->prom_timeout_ms;
+    int64_t left = api_prom_budget_ms(c);
     const struct prom_sample *samples = NULL;
     size_t nsamples = 0;
     bool scalar = false;
@@ -139,17 +137,8 @@ external_handle(struct api_call *c, const char *const *segs, size_t n)
                 status_internal_error(resp, err);
             goto done;
         }
-        if (left <= 0) {
-            status_timeout(resp);
+        if (api_prom_query(c, query.data, &res) != 0)
             goto done;
-        }
-        if (prom_query(c->api->prom, c->thread->http, query.data, prom_now(),
-                       (double)left / 1000.0, &res, err, sizeof err) != 0) {
-            LOGE("unable to fetch metrics from prometheus: %s (query %s)", err,
-                 query.data);
-            status_internal_error(resp, "unable to fetch metrics");
-            goto done;
-        }
         if (res->type != PROM_VECTOR && res->type != PROM_SCALAR) {
             status_unknown_error(resp,
                                  "encountered an unexpected query result type");
