@@ -821,7 +821,17 @@ function helpers.start_adapter(opts)
         "--metrics-relist-interval=" .. (opts.relist or "1s"),
     }
     if opts.kube then
-        args[#args + 1] = "--lister-kubeconfig=" .. helpers.kubeconfig(opts.kube, dir)
+        local kc = helpers.kubeconfig(opts.kube, dir)
+        args[#args + 1] = "--lister-kubeconfig=" .. kc
+        -- Delegated authn/authz (issue 5) through the same fake, which plays
+        -- TokenReview and SubjectAccessReview (allowing by default, so
+        -- credential-less requests pass as system:anonymous). Without the
+        -- extension-apiserver-authentication ConfigMap the lookup is
+        -- tolerated, as in a cluster where it cannot be read. A spec's own
+        -- args come later and win (pflag: last value).
+        args[#args + 1] = "--authentication-kubeconfig=" .. kc
+        args[#args + 1] = "--authorization-kubeconfig=" .. kc
+        args[#args + 1] = "--authentication-tolerate-lookup-failure=true"
     end
     if opts.prometheus then
         args[#args + 1] = "--prometheus-url=" .. opts.prometheus:url()

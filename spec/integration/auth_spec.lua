@@ -166,7 +166,7 @@ describe("delegated authentication and authorization", function()
     before_each(function()
         kube:control("DELETE", "/_fake/fail")
         kube:control("DELETE", "/_fake/auth")
-        kube:control("POST", "/_fake/auth", { tokens = {
+        kube:control("POST", "/_fake/auth", { unknown_tokens = "reject", tokens = {
             good = { username = "system:serviceaccount:default:ci", uid = "u-1",
                 groups = { "system:serviceaccounts", "system:serviceaccounts:default" },
                 extra = { ["authentication.kubernetes.io/pod-name"] = { "ci-0" } } },
@@ -413,7 +413,7 @@ describe("delegated authentication and authorization", function()
             kube:control("POST", "/_fake/fail", { pattern = "subjectaccessreviews", delay = 3, count = 1 })
             local t0 = helpers.now()
             local st, body = call(adapter, DISCOVERY .. "?timeout=1s")
-            assert.are.equal(504, st)
+            assert.are.equal(504, st, body)
             assert.are.equal('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
                 .. '"message":"Timeout: request did not complete within the allotted timeout",'
                 .. '"reason":"Timeout","details":{},"code":504}\n', body)
@@ -498,7 +498,7 @@ describe("delegated auth start-up", function()
             "--prometheus-url=" .. prom:url(), "--lister-kubeconfig=" .. kc,
             "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc }
         for _, a in ipairs(extra) do args[#args + 1] = a end
-        return helpers.run_adapter { config = CONFIG, args = args, timeout = helpers.scale(5) }
+        return helpers.run_adapter { config = CONFIG, args = args }
     end
 
     it("fails when the ConfigMap is missing (Go's message)", function()

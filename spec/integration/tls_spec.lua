@@ -60,7 +60,7 @@ describe("TLS serving", function()
             "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc,
             "--authentication-skip-lookup" }
         for _, a in ipairs(args) do all[#all + 1] = a end
-        return helpers.run_adapter { config = CONFIG, args = all, timeout = helpers.scale(5) }
+        return helpers.run_adapter { config = CONFIG, args = all }
     end
 
     setup(function()
