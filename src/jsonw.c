@@ -286,6 +286,20 @@ newline_indent(struct buf *out, int depth)
 
 /* The single post-pass described at the top of the file. src is valid
  * compact-or-spaced JSON produced by yajl plus raw splices. */
+/* Bytes that transform() must look at one by one: inside strings, the
+ * ones it rewrites or that end the string; outside, whitespace (dropped),
+ * quotes, and in pretty mode the structural characters. */
+static const unsigned char str_special[256] = {
+    ['\\'] = 1, ['"'] = 1, ['<'] = 1, ['>'] = 1, ['&'] = 1, [0xE2] = 1,
+};
+static const unsigned char compact_special[256] = {
+    ['"'] = 1, [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1,
+};
+static const unsigned char pretty_special[256] = {
+    ['"'] = 1, [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1,
+    ['{'] = 1, ['['] = 1, ['}'] = 1, [']'] = 1, [','] = 1, [':'] = 1,
+};
+
 static int
 transform(const char *src, size_t n, struct buf *out, bool pretty)
 {
@@ -294,6 +308,23 @@ transform(const char *src, size_t n, struct buf *out, bool pretty)
     bool in_str = false, need_indent = false;
 
     while (i < n) {
+        /* Copy the longest run of bytes that pass through unchanged in one
+         * call: responses are mostly such runs (names, label values,
+         * quantities), and a call per byte dominated large answers. */
+        if (in_str || !(pretty && need_indent)) {
+            const unsigned char *special = in_str ? str_special
+                                         : pretty ? pretty_special
+                                                  : compact_special;
+            size_t j = i;
+            while (j < n && !special[(unsigned char)src[j]])
+                j++;
+            if (j > i) {
+                if (buf_add(out, src + i, j - i) < 0)
+                    return -1;
+                i = j;
+                continue;
+            }
+        }
         unsigned char c = (unsigned char)src[i];
 
         if (in_str) {
