@@ -146,6 +146,8 @@ wait_http() {
 
 # start_adapter CONFIG ARGS... -> sets ADAPTER_PID, ADAPTER_PORT,
 # ADAPTER_LOG, ADAPTER_START (epoch seconds, float). Does not wait.
+# ADAPTER_WRAP: a command prefix (e.g. valgrind) that runs the adapter in
+# the same process, so ADAPTER_PID stays the adapter's.
 # The serving certificate is generated once per work directory.
 start_adapter() {
     local cfg=$1; shift
@@ -153,7 +155,8 @@ start_adapter() {
     ADAPTER_LOG=$BENCH_DIR/adapter.log
     mkdir -p "$BENCH_DIR/certs"
     ADAPTER_START=$(date +%s.%N)
-    "$ADAPTER_BIN" --secure-port="$ADAPTER_PORT" --bind-address=127.0.0.1 \
+    # shellcheck disable=SC2086
+    ${ADAPTER_WRAP:-} "$ADAPTER_BIN" --secure-port="$ADAPTER_PORT" --bind-address=127.0.0.1 \
         --cert-dir="$BENCH_DIR/certs" --config="$cfg" \
         --prometheus-url="http://127.0.0.1:${NGINX_PORT:?}" \
         --lister-kubeconfig="${KUBECONFIG_FILE:?}" "$@" 2>"$ADAPTER_LOG" &
