@@ -118,7 +118,8 @@ scrub_at(const char *s, size_t i, struct sink *o)
         }
         return 0;
     }
-    if (i > 0 && word_char((unsigned char)s[i - 1]))
+    /* keys start a word in a key context (not "/var/run/token: ...") */
+    if (i > 0 && !strchr(" \t\"'{,&?;([", s[i - 1]))
         return 0;
     /* "Bearer <token>" anywhere. */
     if (!strncasecmp(p, "bearer ", 7) && p[7] && !isspace((unsigned char)p[7])) {

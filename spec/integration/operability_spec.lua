@@ -484,3 +484,117 @@ describe("logs", function()
         assert.is_nil(err:find("fake-token", 1, true))
     end)
 end)
+
+-- -- The C pieces directly (FFI on build/lua/adapter/core.so) ------------------
+
+describe("metrics registry, log scrubbing and route labels (C, through FFI)", function()
+    local ffi = require "ffi"
+    ffi.cdef [[
+        struct mbuf { char *data; size_t len; size_t cap; size_t max; };
+        void buf_init(struct mbuf *b, size_t max);
+        void buf_free(struct mbuf *b);
+        void metrics_add(int id, const char *l1, const char *l2, double v);
+        void metrics_set(int id, const char *l1, const char *l2, double v);
+        void metrics_observe(int id, const char *l1, const char *l2, double v);
+        void metrics_reset(int id);
+        double metrics_value(int id, const char *l1, const char *l2);
+        void metrics_hook_failure(const char *hook);
+        int metrics_render(struct mbuf *out);
+        void log_scrub(char *s, size_t n);
+        void api_route_label(const char *path, char *out, size_t outlen);
+    ]]
+    local lib = ffi.load(helpers.root() .. "/build/lua/adapter/core.so")
+    -- enum metrics_id (src/metrics.h)
+    local HTTP_REQUESTS, HTTP_DURATION, HOOK_FAILURES, RULE_METRICS = 4, 5, 12, 18
+
+    local function render()
+        local b = ffi.new("struct mbuf")
+        lib.buf_init(b, 16777216)
+        assert.are.equal(0, lib.metrics_render(b))
+        local s = ffi.string(b.data, b.len)
+        lib.buf_free(b)
+        return s
+    end
+
+    it("renders cumulative histogram buckets, sum and count", function()
+        lib.metrics_observe(HTTP_DURATION, "/ffi", "200", 0.003)
+        lib.metrics_observe(HTTP_DURATION, "/ffi", "200", 0.2)
+        lib.metrics_observe(HTTP_DURATION, "/ffi", "200", 20)
+        local t = render()
+        local function v(le)
+            return tonumber(t:match('promlua_adapter_http_request_duration_seconds_bucket{route="/ffi",'
+                .. 'code="200",le="' .. le:gsub("%p", "%%%0") .. '"} (%S+)'))
+        end
+        assert.are.equal(1, v("0.005"))
+        assert.are.equal(1, v("0.1"))
+        assert.are.equal(2, v("0.25"))
+        assert.are.equal(2, v("10"))
+        assert.are.equal(3, v("+Inf"))
+        assert.are.equal(20.203, tonumber(t:match(
+            'promlua_adapter_http_request_duration_seconds_sum{route="/ffi",code="200"} (%S+)')))
+        assert.are.equal(3, lib.metrics_value(HTTP_DURATION, "/ffi", "200"))
+    end)
+
+    it("escapes label values and keeps counters monotonic", function()
+        lib.metrics_add(HTTP_REQUESTS, 'a"b\\c\nd', "500", 2)
+        lib.metrics_add(HTTP_REQUESTS, 'a"b\\c\nd', "500", -1)     -- ignored
+        assert.truthy(render():find('promlua_adapter_http_requests_total{route="a\\"b\\\\c\\nd",'
+            .. 'code="500"} 2\n', 1, true))
+        lib.metrics_hook_failure("render_query (hooks.lua: f)")
+        lib.metrics_hook_failure("render_query (hooks.lua: f)")
+        assert.are.equal(2, lib.metrics_value(HOOK_FAILURES, "render_query (hooks.lua: f)", nil))
+    end)
+
+    it("drops a family's label sets on reset (rules removed by a reload)", function()
+        lib.metrics_set(RULE_METRICS, "rules[7]", nil, 3)
+        assert.truthy(render():find('promlua_adapter_rule_metrics{rule="rules[7]"} 3', 1, true))
+        lib.metrics_reset(RULE_METRICS)
+        assert.is_nil(render():find('rule="rules[7]"', 1, true))
+        assert.truthy(render():find("# TYPE promlua_adapter_rule_metrics gauge", 1, true))
+    end)
+
+    it("scrubs tokens, passwords, URL credentials and private keys", function()
+        local cases = {
+            { "Authorization: Bearer abc.def", "Authorization: [redacted]" },
+            { "sent Bearer eyJhbGciOi to x", "sent Bearer [redacted] to x" },
+            { 'token=s3cr3t&x=1', 'token=[redacted]&x=1' },
+            { '{"token":"xyz","a":1}', '{"token":"[redacted]","a":1}' },
+            { "password: hunter2 next", "password: [redacted] next" },
+            { "GET http://u:p4ss@h:9090/api", "GET http://u:[redacted]@h:9090/api" },
+            { "k -----BEGIN EC PRIVATE KEY-----\nMHc\n-----END EC PRIVATE KEY----- z",
+              "k [redacted private key] z" },
+            { "unable to read token file /var/run/token: no such file",
+              "unable to read token file /var/run/token: no such file" },
+            { "-----BEGIN CERTIFICATE-----", "-----BEGIN CERTIFICATE-----" },
+        }
+        for _, c in ipairs(cases) do
+            local b = ffi.new("char[256]")
+            ffi.copy(b, c[1])
+            lib.log_scrub(b, 256)
+            assert.are.equal(c[2], ffi.string(b))
+        end
+        local small = ffi.new("char[12]")
+        ffi.copy(small, "bearer abcd")
+        lib.log_scrub(small, 12)
+        assert.are.equal(11, #ffi.string(small))          -- bounded, still terminated
+    end)
+
+    it("bounds the route label", function()
+        local function route(p)
+            local b = ffi.new("char[256]")
+            lib.api_route_label(p, b, 256)
+            return ffi.string(b)
+        end
+        assert.are.equal("/readyz", route("/readyz"))
+        assert.are.equal("/apis/custom.metrics.k8s.io/v1beta2/namespaces/*/pods/*/*",
+            route("/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/web-1/rps"))
+        assert.are.equal("/apis/custom.metrics.k8s.io/v1beta1/*/*/*",
+            route("/apis/custom.metrics.k8s.io/v1beta1/nodes.x/n1/m"))
+        assert.are.equal("/apis/external.metrics.k8s.io/v1beta1/namespaces/*/*",
+            route("/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue"))
+        assert.are.equal("/apis/metrics.k8s.io/v1beta1/namespaces/*/pods",
+            route("/apis/metrics.k8s.io/v1beta1/namespaces/kube-system/pods"))
+        assert.are.equal("other", route("/apis/evil.example.com/v1/x"))
+        assert.are.equal("other", route("/random/" .. string.rep("x", 300)))
+    end)
+end)
