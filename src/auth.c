@@ -727,6 +727,8 @@ done:
 static void
 warn_standard(const struct slist *l, const char *flag, const char *std)
 {
+    if (l->n == 0)
+        return;
     for (size_t i = 0; i < l->n; i++)
         if (strcasecmp(l->v[i], std) == 0)
             return;
@@ -763,6 +765,13 @@ authn_new(const struct options *o, struct kube_client *kc, char *err,
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* Go's RequestHeaderAuthenticationOptions.Validate, whatever the CA */
+    warn_standard(&a->flag_user, "requestheader-username-headers",
+                  "X-Remote-User");
+    warn_standard(&a->flag_group, "requestheader-group-headers",
+                  "X-Remote-Group");
+    warn_standard(&a->flag_extra, "requestheader-extra-headers-prefix",
+                  "X-Remote-Extra-");
     if (o->client_ca_file != NULL && o->client_ca_file[0] != '\0') {
         a->client_ca_pem = read_text(o->client_ca_file, e2, sizeof e2);
         if (a->client_ca_pem == NULL) {
@@ -782,12 +791,6 @@ authn_new(const struct options *o, struct kube_client *kc, char *err,
                      "file %s: %s", o->requestheader_client_ca_file, e2);
             goto fail;
         }
-        warn_standard(&a->flag_user, "requestheader-username-headers",
-                      "X-Remote-User");
-        warn_standard(&a->flag_group, "requestheader-group-headers",
-                      "X-Remote-Group");
-        warn_standard(&a->flag_extra, "requestheader-extra-headers-prefix",
-                      "X-Remote-Extra-");
     } else {
         a->cm_rh = !o->authentication_skip_lookup && kc != NULL;
     }

@@ -554,8 +554,13 @@ describe("delegated auth start-up", function()
         local st2 = call(a, DISCOVERY, { cert = cl, headers = { "X-Remote-User: root",
             "X-Remote-Group: system:masters" } })
         kube:control("DELETE", "/_fake/auth")
-        a:stop()
+        local _, stderr = a:stop()
         assert.are.equal(200, st)
         assert.are.equal(403, st2)   -- the standard names are not configured: anonymous
+        assert.matches("--requestheader-username-headers is set without specifying the standard "
+            .. "X-Remote-User header - API aggregation will not work", stderr, 1, true)
+        assert.matches("--requestheader-group-headers is set without specifying the standard "
+            .. "X-Remote-Group header - API aggregation will not work", stderr, 1, true)
+        assert.is_nil(stderr:find("--requestheader-extra-headers-prefix is set", 1, true))
     end)
 end)
