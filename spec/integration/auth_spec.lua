@@ -421,6 +421,19 @@ describe("delegated authentication and authorization", function()
             helpers.sleep(2.2)  -- let the fake finish the delayed review
         end)
 
+        it("answers 504 when the handler's Prometheus call outlives the deadline", function()
+            prom:control("POST", "/_fake/query", { pattern = ".", delay = 3,
+                result = { resultType = "vector", result = {} } })
+            local t0 = helpers.now()
+            local st, body = call(adapter, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/"
+                .. "pods/%2A/http_requests_per_second?timeout=1s")
+            prom:control("POST", "/_fake/reset")
+            assert.are.equal(504, st, body)
+            assert.are.equal("Timeout: request did not complete within the allotted timeout",
+                cjson.decode(body).message)
+            assert.is_true(helpers.now() - t0 < 2.5)
+        end)
+
         -- curl refuses such requests itself, so they go raw through openssl.
         local function raw(text)
             local f = helpers.write_file(adapter.dir .. "/rawreq", text)
