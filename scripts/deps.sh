@@ -10,7 +10,9 @@ build_pkgs="build-essential cmake pkg-config luajit libluajit-5.1-dev
   libpcre2-dev libyaml-dev libyajl-dev lua-cjson openssl"
 # prometheus and nginx-light run the demo stack, which the end-to-end spec
 # (spec/integration/e2e_prometheus_spec.lua) runs too.
-test_pkgs="lua-busted lua-socket curl kubectl prometheus nginx-light"
+# clang and its runtime libraries: the libFuzzer smoke (spec/fuzz).
+test_pkgs="lua-busted lua-socket curl kubectl prometheus nginx-light
+  clang libclang-rt-14-dev"
 demo_pkgs=""
 # bench/*.sh: nginx as the static fake Prometheus, wrk as the load generator
 # (perf, for profiles, comes with linux-perf; optional).

@@ -37,5 +37,16 @@ if [ -z "${ADAPTER_SKIP_ASAN:-}" ]; then
   fi
 fi
 
+# The fuzz smoke (spec/fuzz/run.sh): counts as one test, when the fuzz
+# targets are built (make test builds them; ADAPTER_SKIP_FUZZ=1 skips).
+if [ -z "${ADAPTER_SKIP_FUZZ:-}" ] && [ -d "$root/build-fuzz/fuzz" ]; then
+  echo "== fuzz smoke"
+  if spec/fuzz/run.sh smoke; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1)); status=1
+  fi
+fi
+
 echo "specs: $passed passed, $failed failed"
 exit $status
