@@ -313,6 +313,10 @@ http_client_do(struct http_client *c, const struct http_req *req,
     curl_easy_setopt(h, CURLOPT_USERAGENT, "promlua-adapter/" ADAPTER_VERSION);
     /* Go's transport asks for gzip only and decompresses transparently. */
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip");
+    /* A declared Content-Length over the cap fails before any byte is
+     * read, instead of buffering max_body bytes of a body that can never
+     * fit (on_write still guards chunked and decompressed bodies). */
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x.max_body);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
@@ -396,7 +400,7 @@ http_client_do(struct http_client *c, const struct http_req *req,
             snprintf(resp->content_type, sizeof resp->content_type, "%s", ct);
     }
     if (cc != CURLE_OK) {
-        if (x.too_big)
+        if (x.too_big || cc == CURLE_FILESIZE_EXCEEDED)
             snprintf(err, errlen, "response body exceeds %zu bytes",
                      x.max_body);
         else if (x.consumer_abort)
