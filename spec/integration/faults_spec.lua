@@ -1,0 +1,298 @@
+-- spec/integration/faults_spec.lua: the real binary against a Prometheus
+-- and a Kubernetes API that fail: refused connections, resets mid-body, a
+-- 1 byte/s answer, a 1 GiB body, invalid UTF-8, deep JSON nesting, wrong
+-- content types; discovery failing, LIST timing out, watches expiring
+-- (410), a LIST of 50,000 objects. For each: memory stays bounded (VmHWM
+-- from /proc), the client gets a Status (or the data) and the log names
+-- the cause, and the adapter keeps serving afterwards.
+-- Uses: spec/helpers.lua, spec/robust_helpers.lua,
+-- spec/fixtures/fault_server.lua, fake_kube.lua, fake_prometheus.lua.
+
+local helpers = require "helpers"
+local R = require "robust_helpers"
+local cjson = require "cjson"
+
+local CONFIG = [[
+rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: 'queue_depth{namespace!=""}'
+  resources: {overrides: {namespace: {resource: namespace}}}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (namespace, queue)'
+]]
+
+local CUSTOM = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/http_requests_per_second"
+local EXTERNAL = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth"
+local SERIES = cjson.encode({ status = "success", data = {
+    { __name__ = "http_requests_total", namespace = "default", pod = "p", job = "j" },
+    { __name__ = "queue_depth", namespace = "default", job = "j" } } })
+local EMPTY = '{"status":"success","data":{"resultType":"vector","result":[]}}'
+
+local function vector(samples)
+    return cjson.encode({ status = "success", data = { resultType = "vector", result = samples } })
+end
+
+-- The adapter answered with a Kubernetes Status of this code.
+local function assert_status(status, doc, body, code)
+    assert.are.equal(code, status, body)
+    assert.is_table(doc, body)
+    assert.are.equal("Status", doc.kind)
+    assert.are.equal(code, doc.code)
+    assert.is_string(doc.message)
+end
+
+-- Healthy answers again once the fault is gone (within a few relists).
+local function assert_serving(a, fault)
+    if fault then fault:set({ path = "/api/v1/query", body = vector({
+        { metric = { namespace = "default", queue = "q1" }, value = { 1715851267, "7" } } }) }) end
+    local st, doc, body
+    helpers.wait_until(function()
+        st, doc, body = a:get_json(EXTERNAL)
+        return st == 200
+    end, helpers.scale(10), 0.2)
+    assert.are.equal(200, st, body)
+    assert.are.equal("7", doc.items[1].value)
+    assert.are.equal("ExternalMetricValueList", doc.kind)
+    local lst = a:get("/readyz")
+    assert.are.equal(200, lst)
+end
+
+-- Peak memory growth over a call must stay under limit_mb (scaled: ASan
+-- shadow memory and quarantine make everything bigger).
+local function bounded(a, limit_mb, fn)
+    local before = R.hwm_kb(a.pid)
+    fn()
+    local after = R.hwm_kb(a.pid)
+    local limit = helpers.scale(limit_mb) * 1024
+    assert.is_true(after - before < limit, string.format(
+        "peak RSS grew by %d kB (limit %d kB)", after - before, limit))
+end
+
+describe("faults: Prometheus", function()
+    local kube, fault, a
+
+    lazy_setup(function()
+        kube = helpers.start_kube({ state_file = helpers.fixture("kube/objects.json") })
+        fault = R.start_fault_server()
+        fault:set({ path = "/api/v1/series", body = SERIES })
+        fault:set({ path = "/api/v1/query", body = EMPTY })
+        a = helpers.start_adapter({ config = CONFIG, kube = kube,
+            args = { "--prometheus-url=" .. fault:url() } })
+        -- discovery done: the external metric is listed
+        assert.is_truthy(helpers.wait_until(function()
+            local st = a:get(EXTERNAL)
+            return st == 200
+        end, helpers.scale(10), 0.2))
+    end)
+
+    lazy_teardown(function()
+        if a then a:stop() end
+        if fault then fault:stop() end
+        if kube then kube:stop() end
+    end)
+
+    before_each(function()
+        fault:clear()
+        fault:set({ path = "/api/v1/series", body = SERIES })
+    end)
+
+    it("a connection reset mid-body is a 500 Status naming no internals, logged with the cause", function()
+        fault:set({ path = "/api/v1/query", mode = "reset", body = vector({
+            { metric = { namespace = "default", queue = "q1" }, value = { 1715851267, "7" } } }) })
+        local st, doc, body = a:get_json(EXTERNAL)
+        assert_status(st, doc, body, 500)
+        assert.matches("unable to fetch metrics", doc.message)
+        assert.is_truthy(helpers.wait_until(function()
+            return a:stderr():find("unable to fetch metrics from prometheus: [^\n]*[Rr]eset", 1)
+                or a:stderr():find("unable to fetch metrics from prometheus: [^\n]*transfer closed", 1)
+        end, 5), a:stderr())
+        assert_serving(a, fault)
+    end)
+
+    it("a connection closed without an answer is a 500 Status", function()
+        fault:set({ path = "/api/v1/query", mode = "close" })
+        local st, doc, body = a:get_json(EXTERNAL)
+        assert_status(st, doc, body, 500)
+        assert.is_truthy(a:stderr():find("Empty reply from server", 1, true), a:stderr())
+        assert_serving(a, fault)
+    end)
+
+    it("a 1 byte/s answer is cut at the request deadline while other requests are served", function()
+        fault:set({ path = "/api/v1/query", mode = "trickle", interval = 1, bytes = 1,
+            query = "http_requests_total", body = vector({}) .. string.rep(" ", 200) })
+        fault:set({ path = "/api/v1/query", query = "queue_depth", body = EMPTY })
+        local t0 = helpers.now()
+        -- ?timeout=3s: the apiserver request deadline (below the default)
+        local bg = R.background(string.format(
+            "curl -sk -o /dev/null -w '%%{http_code}' --max-time 60 'https://127.0.0.1:%d%s?timeout=3s'",
+            a.port, CUSTOM))
+        helpers.sleep(0.5)
+        -- meanwhile another client is answered at once
+        local t1 = helpers.now()
+        local st = a:get(EXTERNAL)
+        assert.are.equal(200, st)
+        assert.is_true(helpers.now() - t1 < helpers.scale(2))
+        local out, rc = R.wait_background(bg, helpers.scale(30))
+        assert.are.equal(0, rc)
+        local elapsed = helpers.now() - t0
+        -- 504 (deadline) within a few seconds of it, not after the 200 s
+        -- the body would take
+        assert.are.equal("504", out)
+        assert.is_true(elapsed < helpers.scale(8), "took " .. elapsed)
+        assert_serving(a, fault)
+    end)
+
+    it("a body declaring 1 GiB is refused without buffering it", function()
+        fault:set({ path = "/api/v1/query", mode = "huge", declared = 1073741824,
+            body = '{"status":"success","data":{"resultType":"vector","result":[' })
+        bounded(a, 64, function()
+            local st, doc, body = a:get_json(EXTERNAL)
+            assert_status(st, doc, body, 500)
+        end)
+        assert.is_truthy(a:stderr():find("response body exceeds", 1, true), a:stderr())
+        assert_serving(a, fault)
+    end)
+
+    it("a chunked body that never ends is cut at the body cap, memory returned", function()
+        -- no Content-Length: the 256 MiB cap applies as the bytes arrive
+        fault:set({ path = "/api/v1/query", mode = "huge", chunked = true,
+            declared = 300 * 1048576,
+            body = '{"status":"success","data":{"resultType":"vector","result":[' })
+        local rss0 = R.rss_kb(a.pid)
+        local st, doc, body = a:get_json(EXTERNAL, nil, { max_time = helpers.scale(60) })
+        assert_status(st, doc, body, 500)
+        assert.is_truthy(a:stderr():find("response body exceeds 268435456 bytes", 1, true), a:stderr())
+        -- the buffer is gone once the request is over
+        assert.is_true(R.rss_kb(a.pid) - rss0 < helpers.scale(64) * 1024,
+            "RSS after: " .. R.rss_kb(a.pid) .. " kB, before: " .. rss0 .. " kB")
+        assert_serving(a, fault)
+    end)
+
+    it("invalid UTF-8 in a query answer gives valid UTF-8 JSON back (a Status)", function()
+        -- PA (Go) would replace the bad bytes with U+FFFD and answer 200;
+        -- yajl's tree parser rejects them: a 500 Status, logged
+        fault:set({ path = "/api/v1/query", body =
+            '{"status":"success","data":{"resultType":"vector","result":[' ..
+            '{"metric":{"namespace":"default","queue":"a\255\254b\192\175c\237\160\128"},"value":[1715851267,"3"]}]}}' })
+        local st, doc, body = a:get_json(EXTERNAL)
+        assert.is_true(R.valid_utf8(body), body)
+        assert.is_table(doc, body)
+        if st ~= 200 then
+            assert_status(st, doc, body, 500)
+            assert.is_truthy(a:stderr():find("invalid bytes in UTF8 string", 1, true), a:stderr())
+        end
+        assert_serving(a, fault)
+    end)
+
+    it("invalid UTF-8 in series names never reaches a response as invalid UTF-8", function()
+        fault:set({ path = "/api/v1/series", body =
+            '{"status":"success","data":[{"__name__":"bad\255\254_total","namespace":"default","pod":"p"},' ..
+            '{"__name__":"http_requests_total","namespace":"default","pod":"p"},' ..
+            '{"__name__":"queue_depth","namespace":"default"}]}' })
+        -- a few relists (1 s apart) see it; the name regex (PCRE2, UTF
+        -- mode) does not match a name that is not UTF-8, so it is left out
+        -- and the good series stays listed
+        helpers.sleep(helpers.scale(2.5))
+        local st0, _, body = a:get_json("/apis/custom.metrics.k8s.io/v1beta2")
+        assert.are.equal(200, st0)
+        assert.is_true(R.valid_utf8(body), body)
+        assert.is_truthy(body:find("pods/http_requests_per_second", 1, true), body)
+        assert.is_falsy(body:find("bad", 1, true), body)
+        assert.is_table(cjson.decode(body))
+        local st, _, b2 = a:get_json("/apis/custom.metrics.k8s.io/v1beta1")
+        assert.are.equal(200, st)
+        assert.is_true(R.valid_utf8(b2), b2)
+        assert_serving(a, fault)
+    end)
+
+    it("JSON nested 100,000 levels deep is a 500 Status, not a stack overflow", function()
+        fault:set({ path = "/api/v1/query", body =
+            '{"status":"success","data":{"resultType":"vector","result":[' ..
+            string.rep("[", 100000) .. string.rep("]", 100000) .. ']}}' })
+        bounded(a, 64, function()
+            local st, doc, body = a:get_json(EXTERNAL)
+            assert_status(st, doc, body, 500)
+        end)
+        fault:set({ path = "/api/v1/query", body =
+            '{"status":"success","data":{"resultType":"vector","result":[{"metric":' ..
+            string.rep('{"a":', 100000) .. "1" .. string.rep("}", 100000) .. ',"value":[1,"1"]}]}}' })
+        local st, doc, body = a:get_json(EXTERNAL)
+        assert_status(st, doc, body, 500)
+        assert_serving(a, fault)
+    end)
+
+    it("deeply nested series data fails that discovery with a log line and keeps the registry", function()
+        fault:set({ path = "/api/v1/series", body =
+            '{"status":"success","data":[' .. string.rep("[", 100000) .. string.rep("]", 100000) .. ']}' })
+        assert.is_truthy(helpers.wait_until(function()
+            return a:stderr():find("bad_response", 1, true)
+        end, helpers.scale(10), 0.2), a:stderr())
+        -- the metrics discovered earlier are still served
+        assert_serving(a, fault)
+    end)
+
+    it("wrong content types: HTML is a 500 Status, JSON labelled text/plain is read", function()
+        fault:set({ path = "/api/v1/query", content_type = "text/html",
+            body = "<html><body>502 Bad Gateway</body></html>" })
+        local st, doc, body = a:get_json(EXTERNAL)
+        assert_status(st, doc, body, 500)
+        assert.is_truthy(helpers.wait_until(function()
+            return a:stderr():find("bad_response", 1, true)
+        end, 5), a:stderr())
+        fault:set({ path = "/api/v1/query", content_type = "text/plain; charset=utf-8", body = vector({
+            { metric = { namespace = "default", queue = "q9" }, value = { 1715851267, "9" } } }) })
+        st, doc, body = a:get_json(EXTERNAL)
+        assert.are.equal(200, st, body)
+        assert.are.equal("9", doc.items[1].value)
+        assert_serving(a, fault)
+    end)
+
+    it("HTTP 502 and 503 with HTML bodies are 500 Statuses with the cause logged", function()
+        fault:set({ path = "/api/v1/query", status = 502, content_type = "text/html",
+            body = "<html>bad gateway</html>" })
+        local st, doc, body = a:get_json(EXTERNAL)
+        assert_status(st, doc, body, 500)
+        assert.is_truthy(a:stderr():find("unknown response code 502", 1, true), a:stderr())
+        -- 503 is one of the API's own error codes: the body is read as JSON
+        -- first, as client_golang does, so the log names the bad body
+        fault:set({ path = "/api/v1/query", status = 503, content_type = "text/html",
+            body = "<html>unavailable</html>" })
+        local before = #a:stderr()
+        st, doc, body = a:get_json(EXTERNAL)
+        assert_status(st, doc, body, 500)
+        assert.is_truthy(a:stderr():sub(before):find("bad_response", 1, true), a:stderr())
+        assert_serving(a, fault)
+    end)
+end)
+
+describe("faults: Prometheus refusing connections", function()
+    it("the adapter starts, logs the refusal, answers Status errors and recovers when Prometheus comes", function()
+        local kube = helpers.start_kube({ state_file = helpers.fixture("kube/objects.json") })
+        local port = helpers.free_port()
+        local a = helpers.start_adapter({ config = CONFIG, kube = kube,
+            args = { "--prometheus-url=http://127.0.0.1:" .. port } })
+        local fault
+        local ok, err = pcall(function()
+            assert.is_truthy(helpers.wait_until(function()
+                return a:stderr():find("[Cc]onnection refused")
+                    or a:stderr():find("Couldn't connect")
+            end, helpers.scale(10), 0.2), a:stderr())
+            local st, doc, body = a:get_json(EXTERNAL)
+            -- nothing discovered yet: the metric is unknown (404 Status)
+            assert_status(st, doc, body, 404)
+            assert.are.equal(200, (a:get("/livez")))
+            -- Prometheus comes up on that port: the next relists find the
+            -- series and the metric is served
+            fault = R.start_fault_server(port)
+            fault:set({ path = "/api/v1/series", body = SERIES })
+            assert_serving(a, fault)
+        end)
+        a:stop()
+        kube:stop()
+        if fault then fault:stop() end
+        assert(ok, err)
+    end)
+end)
