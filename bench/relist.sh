@@ -5,8 +5,9 @@
 # v=6 request line) to the series being streamed and reduced to shapes
 # (relist.c v=4 "series query ... N series, M shapes" line); the time from
 # process start to /readyz 200 (the first relist published, polled every
-# 50 ms); peak RSS (VmHWM) and RSS after (VmRSS, sampled after the last
-# relist and an idle pause).
+# 50 ms); the adapter's CPU time per relist (from /proc, independent of
+# the machine's load, unlike the wall time); peak RSS (VmHWM) and RSS after
+# (VmRSS, sampled after the last relist and an idle pause).
 # Usage: bench/relist.sh [PODS NAMES RELISTS]   (defaults 10000 100 5)
 # Env: RELIST_INTERVAL (default 4s, the pause between relists), ADAPTER_BIN.
 # Uses: bench/lib.sh. Bounded: every wait has a limit; everything started
@@ -47,6 +48,7 @@ log "series file: $(du -m "$series" | cut -f1) MB, $((PODS * NAMES)) series"
 start_adapter "$cfg" --v=6 --metrics-relist-interval="$INTERVAL"
 wait_ready 60
 t_ready=$(date +%s.%N)
+ticks0=$(cpu_ticks "$ADAPTER_PID")
 printf 'start -> ready (first relist published): %.0f ms\n' \
     "$(awk -v a="$ADAPTER_START" -v b="$t_ready" 'BEGIN { print (b - a) * 1000 }')"
 
@@ -59,6 +61,7 @@ for _ in $(seq $((limit * 10))); do
     sleep 0.1
 done
 [ "$n" -ge "$RELISTS" ] || die "only $n relists within ${limit}s"
+ticks1=$(cpu_ticks "$ADAPTER_PID")
 sleep 1
 hwm=$(proc_kb "$ADAPTER_PID" VmHWM)
 rss=$(proc_kb "$ADAPTER_PID" VmRSS)
@@ -77,6 +80,10 @@ awk '
     }
     END { if (n) printf "relist wall time: min %.0f ms, mean %.0f ms, max %.0f ms over %d relists\n", min, sum / n, max, n }
 ' "$ADAPTER_LOG"
+# CPU of relists 2..RELISTS (the process does nothing else meanwhile): a
+# figure that, unlike the wall time, does not grow with the machine's load.
+[ "$RELISTS" -gt 1 ] && awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v n=$((RELISTS - 1)) \
+    'BEGIN { printf "adapter CPU (user + system) per relist: %.0f ms (mean of %d)\n", t * 1000 / hz / n, n }'
 echo "peak RSS (VmHWM): $(mb "$hwm") MB"
 echo "RSS after (VmRSS, 1 s after relist $RELISTS): $(mb "$rss") MB"
 grep -E '^[EW]' "$ADAPTER_LOG" | head -5 >&2 || true
