@@ -4,7 +4,7 @@
  * prom_query (instant queries, coalesced and optionally cached), the
  * URL/time/duration formatting helpers.
  * Uses: http_client (transport; the caller's per-thread handle), yajl
- * (callback parser for series bodies, tree parser for query bodies), log,
+ * (callback parser for series and query bodies, fed as they stream in), log,
  * buf, pthread (a mutex around the token-file cache; one mutex for the
  * in-flight table, the query cache and the counters).
  * Must never: buffer a whole series body or keep label values, log tokens
@@ -23,7 +23,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <yajl/yajl_parse.h>
-#include <yajl/yajl_tree.h>
 
 #include "buf.h"
 #include "log.h"
@@ -1419,18 +1418,16 @@ result_ref(struct prom_result *r)
     return r;
 }
 
-/* Prometheus timestamps: <sec>[.<frac>], fraction cut or padded to ms. */
+/* Prometheus timestamps: <sec>[.<frac>], fraction cut or padded to ms.
+ * s is the number's JSON text, NUL-terminated. */
 static int
-parse_ts(yajl_val v, double *out)
+parse_ts(const char *s, double *out)
 {
-    const char *s, *dot;
+    const char *dot;
     char *end;
     long long sec, ms = 0;
     int neg;
 
-    if (!YAJL_IS_NUMBER(v))
-        return -1;
-    s = YAJL_GET_NUMBER(v);
     neg = s[0] == '-';
     errno = 0;
     sec = strtoll(s, &end, 10);
@@ -1456,176 +1453,682 @@ parse_ts(yajl_val v, double *out)
     return 0;
 }
 
+/* A sample value: the whole (NUL-terminated) string is a Go float
+ * ("NaN", "+Inf", "-Inf" included). */
 static int
-parse_value(yajl_val v, double *out)
+parse_value(const char *s, double *out)
 {
-    const char *s;
     char *end;
 
-    if (!YAJL_IS_STRING(v))
-        return -1;
-    s = YAJL_GET_STRING(v);
     if (!*s)
         return -1;
     *out = strtod(s, &end);
     return *end ? -1 : 0;
 }
 
-/* [ts, "value"] */
-static int
-parse_pair(yajl_val v, struct prom_sample *smp)
-{
-    if (!YAJL_IS_ARRAY(v) || v->u.array.len != 2)
-        return -1;
-    if (parse_ts(v->u.array.values[0], &smp->ts) != 0 ||
-        parse_value(v->u.array.values[1], &smp->value) != 0)
-        return -1;
-    return 0;
-}
-
 struct kvp {
     const char *k, *v;
 };
 
+/* -- Instant-query answers (streaming) --------------------------------------
+ *
+ * The answer is parsed by yajl's callback parser as the body arrives, and
+ * the samples are built straight into the result's arena: no JSON tree and
+ * no buffered body. The outcome is the one a tree walk would give (what
+ * this client did before): syntax errors first, then "not an object", then
+ * status "error" (errorType/error), then the result type and shape, then
+ * the first bad vector sample. Members are looked up as the tree walk did:
+ * the first "status", "errorType", "error", "data", "resultType" and
+ * "result" count, and within a sample the last "metric", "value" and
+ * "histogram". The result may come before resultType (any key order is
+ * valid JSON), so it is read both as a vector and as a scalar pair until
+ * the end decides.
+ *
+ * Nesting (depth = containers open): 1 the answer, 2 data, 3 the result
+ * array, 4 a sample, 5 its metric map / value pair / histogram pair. */
+
+enum qtop { QT_OTHER, QT_STATUS, QT_DATA, QT_ETYPE, QT_ERROR };
+enum qdata { QD_OTHER, QD_RTYPE, QD_RESULT };
+enum qitem { QI_OTHER, QI_METRIC, QI_VALUE, QI_HIST };
+enum qres { QR_ABSENT, QR_NULL, QR_ARRAY, QR_OTHER };
+enum qmetric { QM_ABSENT, QM_NULL, QM_MAP, QM_BAD };
+/* value: QV_ARRAY while open and after a good pair; a bad one is QV_BAD */
+enum qvalue { QV_ABSENT, QV_NULL, QV_ARRAY, QV_BAD };
+enum qhist { QH_ABSENT, QH_ARRAY, QH_OK, QH_BAD };
+
+struct query_parse {
+    struct prom_arena *arena;      /* the result's (borrowed) */
+    yajl_handle yh;
+    int depth, skip_depth;         /* skip_depth > 0: skipping that container */
+    bool started, not_object, oom, parse_failed;
+    char perr[256];                /* yajl's message (one line) */
+    /* the answer object */
+    enum qtop top_key;
+    bool seen_status, seen_etype, seen_error, seen_data;
+    bool is_error;                 /* status is "error" */
+    char *etype, *error_msg;       /* malloc'd, NULL if absent/not strings */
+    /* data */
+    bool in_data;                  /* inside the first "data", a map */
+    enum qdata data_key;
+    bool seen_rtype, seen_result;
+    char *rtype;                   /* malloc'd, NULL if absent/not a string */
+    enum qres rkind;
+    bool in_result;                /* inside the result array */
+    size_t relems;                 /* its elements so far */
+    /* the result read as a scalar [ts, "v"] */
+    bool sc_bad;
+    struct prom_sample scalar;
+    /* the result read as a vector: samples so far (malloc'd; copied into
+     * the arena at the end); vec_bad once a sample was invalid */
+    bool vec_bad;
+    struct prom_sample *smp;
+    size_t nsmp, capsmp;
+    /* the sample being read */
+    enum qitem item_key;
+    int open5;                     /* what is open at depth 5 (enum qitem) */
+    enum qmetric metric;
+    bool labels_bad;
+    struct kvp *kv;                /* its labels, in arrival order */
+    size_t nkv, capkv;
+    const char *label_key;         /* key waiting for its value (arena) */
+    const char **prev_keys;        /* previous sample's keys, arrival order */
+    size_t nprev, capprev;
+    enum qvalue value;
+    size_t velems;
+    double v_ts, v_val;
+    enum qhist hist;
+    size_t helems;
+    double h_ts;
+};
+
+#define QP ((struct query_parse *)ctx)
+
+/* Out of memory: stop the parse. */
 static int
-cmp_kvp(const void *a, const void *b)
+qp_oom(struct query_parse *qp)
 {
-    return strcmp(((const struct kvp *)a)->k, ((const struct kvp *)b)->k);
+    qp->oom = true;
+    return 0;
+}
+
+/* The n bytes at s as a C string: in tmp when they fit, else in the arena.
+ * NULL when out of memory. */
+static const char *
+qp_cstr(struct query_parse *qp, const unsigned char *s, size_t n, char *tmp,
+        size_t tmplen)
+{
+    if (n < tmplen) {
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        return tmp;
+    }
+    return arena_strndup(qp->arena, (const char *)s, n);
+}
+
+/* A label key, shared with the previous sample's key at the same position
+ * when equal (answers repeat the same label names sample after sample). */
+static const char *
+qp_label_key(struct query_parse *qp, const unsigned char *s, size_t n)
+{
+    size_t i = qp->nkv;
+
+    if (i < qp->nprev && strncmp(qp->prev_keys[i], (const char *)s, n) == 0 &&
+        qp->prev_keys[i][n] == '\0')
+        return qp->prev_keys[i];
+    return arena_strndup(qp->arena, (const char *)s, n);
+}
+
+/* Resets the per-sample state for a new sample map. */
+static void
+qp_item_start(struct query_parse *qp)
+{
+    qp->item_key = QI_OTHER;
+    qp->metric = QM_ABSENT;
+    qp->labels_bad = false;
+    qp->nkv = 0;
+    qp->label_key = NULL;
+    qp->value = QV_ABSENT;
+    qp->hist = QH_ABSENT;
 }
 
 static int
-parse_vector_item(struct prom_arena *a, yajl_val item, struct prom_sample *smp,
-                  char *err, size_t errlen)
+cmp_kvp_key(const struct kvp *a, const struct kvp *b)
 {
-    yajl_val metric = NULL, value = NULL, hist = NULL;
-    struct kvp *kv = NULL;
-    size_t n = 0;
+    return strcmp(a->k, b->k);
+}
 
-    if (!YAJL_IS_OBJECT(item))
-        goto bad;
-    for (size_t i = 0; i < item->u.object.len; i++) {
-        const char *k = item->u.object.keys[i];
-        if (strcmp(k, "metric") == 0)
-            metric = item->u.object.values[i];
-        else if (strcmp(k, "value") == 0)
-            value = item->u.object.values[i];
-        else if (strcmp(k, "histogram") == 0)
-            hist = item->u.object.values[i];
+/* A sample map closed: appends its sample, or marks the vector bad. */
+static int
+qp_item_end(struct query_parse *qp)
+{
+    struct prom_sample *s;
+    size_t n = qp->nkv;
+
+    if (qp->vec_bad)
+        return 1;
+    if (qp->metric == QM_BAD || qp->labels_bad || qp->value == QV_BAD ||
+        ((qp->value == QV_ABSENT || qp->value == QV_NULL) &&
+         qp->hist != QH_OK)) {
+        qp->vec_bad = true;
+        return 1;
     }
-    if (metric && !YAJL_IS_NULL(metric)) {
-        if (!YAJL_IS_OBJECT(metric))
-            goto bad;
-        n = metric->u.object.len;
+    if (qp->nsmp == qp->capsmp) {
+        size_t ncap = qp->capsmp ? qp->capsmp * 2 : 64;
+        struct prom_sample *ns = realloc(qp->smp, ncap * sizeof *ns);
+        if (!ns)
+            return qp_oom(qp);
+        qp->smp = ns;
+        qp->capsmp = ncap;
     }
-    kv = arena_alloc(a, (n ? n : 1) * sizeof *kv);
-    smp->keys = arena_alloc(a, (n ? n : 1) * sizeof *smp->keys);
-    smp->values = arena_alloc(a, (n ? n : 1) * sizeof *smp->values);
-    if (!kv || !smp->keys || !smp->values)
-        goto oom;
+    s = &qp->smp[qp->nsmp];
+    memset(s, 0, sizeof *s);
+    if (qp->value == QV_ARRAY) {
+        s->ts = qp->v_ts;
+        s->value = qp->v_val;
+    } else {        /* native histogram sample: the value is 0, ts kept */
+        s->ts = qp->h_ts;
+        s->value = 0;
+    }
+    /* remember this sample's keys (arrival order) for the next one */
+    if (n > qp->capprev) {
+        const char **np = realloc(qp->prev_keys, n * sizeof *np);
+        if (!np)
+            return qp_oom(qp);
+        qp->prev_keys = np;
+        qp->capprev = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        qp->prev_keys[i] = qp->kv[i].k;
+    qp->nprev = n;
+    /* insertion sort by key (stable): Prometheus sends labels sorted, so
+     * this is one pass */
+    for (size_t i = 1; i < n; i++) {
+        struct kvp x = qp->kv[i];
+        size_t j = i;
+        while (j > 0 && cmp_kvp_key(&qp->kv[j - 1], &x) > 0) {
+            qp->kv[j] = qp->kv[j - 1];
+            j--;
+        }
+        qp->kv[j] = x;
+    }
+    s->keys = arena_alloc(qp->arena, (n ? n : 1) * sizeof *s->keys);
+    s->values = arena_alloc(qp->arena, (n ? n : 1) * sizeof *s->values);
+    if (!s->keys || !s->values)
+        return qp_oom(qp);
     for (size_t i = 0; i < n; i++) {
-        yajl_val lv = metric->u.object.values[i];
-        const char *k = metric->u.object.keys[i];
-        if (!YAJL_IS_STRING(lv))
-            goto bad;
-        kv[i].k = arena_strndup(a, k, strlen(k));
-        kv[i].v = arena_strndup(a, lv->u.string, strlen(lv->u.string));
-        if (!kv[i].k || !kv[i].v)
-            goto oom;
+        s->keys[i] = qp->kv[i].k;
+        s->values[i] = qp->kv[i].v;
     }
-    qsort(kv, n, sizeof *kv, cmp_kvp);
-    for (size_t i = 0; i < n; i++) {
-        smp->keys[i] = kv[i].k;
-        smp->values[i] = kv[i].v;
+    s->nlabels = n;
+    qp->nsmp++;
+    return 1;
+}
+
+/* kind: 'n' null, 'b' bool, '#' number, 's' string; s/n the text. */
+static int
+qp_scalar(struct query_parse *qp, char kind, const unsigned char *s, size_t n)
+{
+    char tmp[128];
+    const char *c;
+
+    if (qp->skip_depth)
+        return 1;
+    switch (qp->depth) {
+    case 0:                     /* the answer itself is a scalar */
+        qp->started = true;
+        qp->not_object = true;
+        return 1;
+    case 1:
+        if (kind != 's')
+            return 1;           /* data: a non-map leaves it unset */
+        if (qp->top_key == QT_STATUS)
+            qp->is_error = n == 5 && memcmp(s, "error", 5) == 0;
+        else if (qp->top_key == QT_ETYPE &&
+                 !(qp->etype = strndup((const char *)s, n)))
+            return qp_oom(qp);
+        else if (qp->top_key == QT_ERROR &&
+                 !(qp->error_msg = strndup((const char *)s, n)))
+            return qp_oom(qp);
+        return 1;
+    case 2:
+        if (!qp->in_data)
+            return 1;
+        if (qp->data_key == QD_RTYPE && kind == 's') {
+            if (!(qp->rtype = strndup((const char *)s, n)))
+                return qp_oom(qp);
+        } else if (qp->data_key == QD_RESULT) {
+            qp->rkind = kind == 'n' ? QR_NULL : QR_OTHER;
+        }
+        return 1;
+    case 3:                     /* a scalar element of the result array */
+        if (!qp->in_result)
+            return 1;
+        qp->vec_bad = true;     /* a vector holds sample maps only */
+        if (qp->relems == 0 && kind == '#') {
+            if (!(c = qp_cstr(qp, s, n, tmp, sizeof tmp)))
+                return qp_oom(qp);
+            if (parse_ts(c, &qp->scalar.ts) != 0)
+                qp->sc_bad = true;
+        } else if (qp->relems == 1 && kind == 's') {
+            if (!(c = qp_cstr(qp, s, n, tmp, sizeof tmp)))
+                return qp_oom(qp);
+            if (parse_value(c, &qp->scalar.value) != 0)
+                qp->sc_bad = true;
+        } else {
+            qp->sc_bad = true;
+        }
+        qp->relems++;
+        return 1;
+    case 4:                     /* a member of a sample map */
+        if (qp->item_key == QI_METRIC)
+            qp->metric = kind == 'n' ? QM_NULL : QM_BAD;
+        else if (qp->item_key == QI_VALUE)
+            qp->value = kind == 'n' ? QV_NULL : QV_BAD;
+        else if (qp->item_key == QI_HIST)
+            qp->hist = QH_BAD;
+        return 1;
+    case 5:
+        if (qp->open5 == QI_METRIC) {
+            if (kind != 's' || !qp->label_key) {
+                qp->labels_bad = true;
+                return 1;
+            }
+            if (qp->labels_bad || qp->vec_bad)
+                return 1;       /* the sample is lost anyway */
+            if (qp->nkv == qp->capkv) {
+                size_t ncap = qp->capkv ? qp->capkv * 2 : 16;
+                struct kvp *nk = realloc(qp->kv, ncap * sizeof *nk);
+                if (!nk)
+                    return qp_oom(qp);
+                qp->kv = nk;
+                qp->capkv = ncap;
+            }
+            qp->kv[qp->nkv].k = qp->label_key;
+            qp->kv[qp->nkv].v = arena_strndup(qp->arena, (const char *)s, n);
+            if (!qp->kv[qp->nkv].v)
+                return qp_oom(qp);
+            qp->nkv++;
+            qp->label_key = NULL;
+        } else if (qp->open5 == QI_VALUE) {
+            if (qp->value == QV_ARRAY) {
+                if (qp->velems == 0 && kind == '#') {
+                    if (!(c = qp_cstr(qp, s, n, tmp, sizeof tmp)))
+                        return qp_oom(qp);
+                    if (parse_ts(c, &qp->v_ts) != 0)
+                        qp->value = QV_BAD;
+                } else if (qp->velems == 1 && kind == 's') {
+                    if (!(c = qp_cstr(qp, s, n, tmp, sizeof tmp)))
+                        return qp_oom(qp);
+                    if (parse_value(c, &qp->v_val) != 0)
+                        qp->value = QV_BAD;
+                } else {
+                    qp->value = QV_BAD;
+                }
+            }
+            qp->velems++;
+        } else if (qp->open5 == QI_HIST) {
+            if (qp->helems == 0) {
+                if (kind != '#')
+                    qp->hist = QH_BAD;
+                else if (!(c = qp_cstr(qp, s, n, tmp, sizeof tmp)))
+                    return qp_oom(qp);
+                else if (parse_ts(c, &qp->h_ts) != 0)
+                    qp->hist = QH_BAD;
+            }
+            qp->helems++;
+        }
+        return 1;
+    default:
+        return 1;
     }
-    smp->nlabels = n;
-    if (value && !YAJL_IS_NULL(value)) {
-        if (parse_pair(value, smp) != 0)
-            goto bad;
-    } else if (hist && YAJL_IS_ARRAY(hist) && hist->u.array.len == 2) {
-        /* native histogram sample: the value is 0, the timestamp kept */
-        if (parse_ts(hist->u.array.values[0], &smp->ts) != 0)
-            goto bad;
-        smp->value = 0;
-    } else {
-        goto bad;
+}
+
+static int
+qcb_null(void *ctx)
+{
+    return qp_scalar(QP, 'n', NULL, 0);
+}
+
+static int
+qcb_bool(void *ctx, int v)
+{
+    (void)v;
+    return qp_scalar(QP, 'b', NULL, 0);
+}
+
+static int
+qcb_number(void *ctx, const char *s, size_t n)
+{
+    return qp_scalar(QP, '#', (const unsigned char *)s, n);
+}
+
+static int
+qcb_string(void *ctx, const unsigned char *s, size_t n)
+{
+    return qp_scalar(QP, 's', s, n);
+}
+
+static int
+qp_open(struct query_parse *qp, bool is_map)
+{
+    int d = qp->depth++;          /* d: the depth the container opens at */
+
+    if (qp->skip_depth)
+        return 1;
+    switch (d) {
+    case 0:
+        qp->started = true;
+        if (!is_map) {
+            qp->not_object = true;
+            break;
+        }
+        return 1;
+    case 1:
+        if (qp->top_key == QT_DATA && is_map) {
+            qp->in_data = true;
+            qp->data_key = QD_OTHER;
+            return 1;
+        }
+        break;
+    case 2:
+        if (!qp->in_data || qp->data_key != QD_RESULT)
+            break;
+        if (!is_map) {
+            qp->rkind = QR_ARRAY;
+            qp->in_result = true;
+            return 1;
+        }
+        qp->rkind = QR_OTHER;
+        break;
+    case 3:                       /* an element of the result array */
+        if (!qp->in_result)
+            break;
+        qp->sc_bad = true;        /* a scalar pair holds no containers */
+        qp->relems++;
+        if (is_map) {
+            qp_item_start(qp);
+            return 1;
+        }
+        qp->vec_bad = true;
+        break;
+    case 4:                       /* a member of a sample map */
+        if (!qp->in_result)
+            break;
+        qp->open5 = QI_OTHER;
+        if (qp->item_key == QI_METRIC) {
+            if (!is_map) {
+                qp->metric = QM_BAD;
+                break;
+            }
+            qp->metric = QM_MAP;
+            qp->open5 = QI_METRIC;
+            return 1;
+        }
+        if (qp->item_key == QI_VALUE) {
+            if (is_map) {
+                qp->value = QV_BAD;
+                break;
+            }
+            qp->value = QV_ARRAY;
+            qp->velems = 0;
+            qp->open5 = QI_VALUE;
+            return 1;
+        }
+        if (qp->item_key == QI_HIST) {
+            if (is_map) {
+                qp->hist = QH_BAD;
+                break;
+            }
+            qp->hist = QH_ARRAY;
+            qp->helems = 0;
+            qp->open5 = QI_HIST;
+            return 1;
+        }
+        break;
+    case 5:                       /* inside metric / value / histogram */
+        if (!qp->in_result)
+            break;
+        if (qp->open5 == QI_METRIC) {
+            qp->labels_bad = true;
+        } else if (qp->open5 == QI_VALUE) {
+            qp->value = QV_BAD;
+            qp->velems++;
+        } else if (qp->open5 == QI_HIST) {
+            if (qp->helems == 0)
+                qp->hist = QH_BAD;
+            qp->helems++;
+        }
+        break;
+    default:
+        break;
+    }
+    qp->skip_depth = qp->depth;
+    return 1;
+}
+
+static int
+qp_close(struct query_parse *qp)
+{
+    int d = qp->depth--;          /* d: the depth of the closing container */
+
+    if (qp->skip_depth) {
+        if (d == qp->skip_depth)
+            qp->skip_depth = 0;
+        return 1;
+    }
+    switch (d) {
+    case 2:
+        qp->in_data = false;
+        break;
+    case 3:
+        qp->in_result = false;
+        break;
+    case 4:
+        if (qp->in_result)
+            return qp_item_end(qp);
+        break;
+    case 5:
+        if (qp->open5 == QI_VALUE && qp->value == QV_ARRAY && qp->velems != 2)
+            qp->value = QV_BAD;
+        else if (qp->open5 == QI_HIST && qp->hist == QH_ARRAY)
+            qp->hist = qp->helems == 2 ? QH_OK : QH_BAD;
+        qp->open5 = QI_OTHER;
+        break;
+    default:
+        break;
+    }
+    return 1;
+}
+
+static int
+qcb_start_map(void *ctx)
+{
+    return qp_open(QP, true);
+}
+
+static int
+qcb_end_map(void *ctx)
+{
+    return qp_close(QP);
+}
+
+static int
+qcb_start_array(void *ctx)
+{
+    return qp_open(QP, false);
+}
+
+static int
+qcb_end_array(void *ctx)
+{
+    return qp_close(QP);
+}
+
+#define KEY_IS(lit) (n == sizeof lit - 1 && memcmp(s, lit, n) == 0)
+
+static int
+qcb_map_key(void *ctx, const unsigned char *s, size_t n)
+{
+    struct query_parse *qp = QP;
+
+    if (qp->skip_depth)
+        return 1;
+    switch (qp->depth) {
+    case 1:     /* the first of each member counts, as a tree lookup */
+        qp->top_key = QT_OTHER;
+        if (KEY_IS("status") && !qp->seen_status) {
+            qp->seen_status = true;
+            qp->top_key = QT_STATUS;
+        } else if (KEY_IS("data") && !qp->seen_data) {
+            qp->seen_data = true;
+            qp->top_key = QT_DATA;
+        } else if (KEY_IS("errorType") && !qp->seen_etype) {
+            qp->seen_etype = true;
+            qp->top_key = QT_ETYPE;
+        } else if (KEY_IS("error") && !qp->seen_error) {
+            qp->seen_error = true;
+            qp->top_key = QT_ERROR;
+        }
+        break;
+    case 2:
+        if (!qp->in_data)
+            break;
+        qp->data_key = QD_OTHER;
+        if (KEY_IS("resultType") && !qp->seen_rtype) {
+            qp->seen_rtype = true;
+            qp->data_key = QD_RTYPE;
+        } else if (KEY_IS("result") && !qp->seen_result) {
+            qp->seen_result = true;
+            qp->data_key = QD_RESULT;
+        }
+        break;
+    case 4:     /* the last of each sample member counts */
+        if (!qp->in_result)
+            break;
+        qp->item_key = QI_OTHER;
+        if (KEY_IS("metric")) {
+            qp->item_key = QI_METRIC;
+            qp->metric = QM_ABSENT;
+            qp->labels_bad = false;
+            qp->nkv = 0;
+        } else if (KEY_IS("value")) {
+            qp->item_key = QI_VALUE;
+            qp->value = QV_ABSENT;
+        } else if (KEY_IS("histogram")) {
+            qp->item_key = QI_HIST;
+            qp->hist = QH_ABSENT;
+        }
+        break;
+    case 5:
+        if (qp->in_result && qp->open5 == QI_METRIC && !qp->labels_bad &&
+            !qp->vec_bad) {
+            qp->label_key = qp_label_key(qp, s, n);
+            if (!qp->label_key)
+                return qp_oom(qp);
+        }
+        break;
+    default:
+        break;
+    }
+    return 1;
+}
+
+#undef KEY_IS
+#undef QP
+
+static const yajl_callbacks query_callbacks = {
+    qcb_null, qcb_bool, NULL, NULL, qcb_number, qcb_string,
+    qcb_start_map, qcb_map_key, qcb_end_map, qcb_start_array, qcb_end_array,
+};
+
+static void
+qp_note_error(struct query_parse *qp, const unsigned char *p, size_t n)
+{
+    unsigned char *msg;
+
+    qp->parse_failed = true;
+    if (qp->perr[0] || qp->oom)
+        return;
+    msg = yajl_get_error(qp->yh, 0, p, n);
+    snprintf(qp->perr, sizeof qp->perr, "%s", msg ? (char *)msg : "invalid JSON");
+    qp->perr[strcspn(qp->perr, "\n")] = '\0';
+    if (msg)
+        yajl_free_error(qp->yh, msg);
+}
+
+static int
+query_on_data(void *ctx, const char *p, size_t n)
+{
+    struct query_parse *qp = ctx;
+
+    if (yajl_parse(qp->yh, (const unsigned char *)p, n) != yajl_status_ok) {
+        qp_note_error(qp, (const unsigned char *)p, n);
+        return -1;
     }
     return 0;
-bad:
-    snprintf(err, errlen, "bad_response: invalid vector sample");
-    return -1;
-oom:
-    snprintf(err, errlen, "out of memory");
-    return -1;
 }
 
-static yajl_val
-obj_get(yajl_val o, const char *key)
-{
-    if (!YAJL_IS_OBJECT(o))
-        return NULL;
-    for (size_t i = 0; i < o->u.object.len; i++)
-        if (strcmp(o->u.object.keys[i], key) == 0)
-            return o->u.object.values[i];
-    return NULL;
-}
-
-/* One instant query on the wire, no sharing: *out gets a fresh result
- * holding one reference. */
+/* Sets up qp for one answer, with a fresh result arena. */
 static int
-query_once(struct prom_client *p, struct http_client *hc, const char *promql,
-           double time, double timeout_s, struct prom_result **out,
-           char *err, size_t errlen)
+qp_init(struct query_parse *qp)
 {
-    struct http_resp resp;
+    memset(qp, 0, sizeof *qp);
+    qp->arena = calloc(1, sizeof *qp->arena);
+    qp->yh = yajl_alloc(&query_callbacks, NULL, qp);
+    if (!qp->arena || !qp->yh)
+        return -1;
+    /* as yajl_tree_parse, which this parser replaces */
+    yajl_config(qp->yh, yajl_allow_comments, 1);
+    return 0;
+}
+
+static void
+qp_fini(struct query_parse *qp)
+{
+    if (qp->yh)
+        yajl_free(qp->yh);
+    arena_free(qp->arena);
+    free(qp->etype);
+    free(qp->error_msg);
+    free(qp->rtype);
+    free(qp->smp);
+    free(qp->kv);
+    free(qp->prev_keys);
+    memset(qp, 0, sizeof *qp);
+}
+
+/* After the whole body went through query_on_data: the result (its arena
+ * taken from qp; one reference) or -1 with err. */
+static int
+qp_finish(struct query_parse *qp, double time, struct prom_result **out,
+          char *err, size_t errlen)
+{
     struct prom_result *r = NULL;
-    yajl_val root = NULL, data, rtype, result, status;
-    char ts[40], tmo[40], perr[256];
-    const char *kv[7];
-    long timeout_ms = p->timeout_ms;
-    int trc = 0, rc = -1;
     const char *t;
+    int rc = -1;
 
     *out = NULL;
-    prom_format_time(time, ts, sizeof ts);
-    kv[0] = "query";
-    kv[1] = promql;
-    kv[2] = "time";
-    kv[3] = ts;
-    kv[4] = NULL;
-    if (timeout_s > 0) {
-        prom_format_duration(timeout_s, tmo, sizeof tmo);
-        kv[4] = "timeout";
-        kv[5] = tmo;
-        kv[6] = NULL;
-        /* the HTTP call may not outlive the caller's deadline either */
-        if ((long)(timeout_s * 1000.0) < timeout_ms)
-            timeout_ms = (long)(timeout_s * 1000.0) + 1;
-    }
-    if (do_call(p, hc, "/api/v1/query", kv, timeout_ms, QUERY_MAX_BODY, NULL,
-                NULL, &resp, &trc, err, errlen) != 0)
+    if (!qp->parse_failed && !qp->oom &&
+        yajl_complete_parse(qp->yh) != yajl_status_ok)
+        qp_note_error(qp, NULL, 0);
+    if (qp->oom) {
+        snprintf(err, errlen, "out of memory");
         goto done;
-    root = yajl_tree_parse(resp.body.data ? resp.body.data : "", perr,
-                           sizeof perr);
-    if (!root) {
-        perr[strcspn(perr, "\n")] = '\0';
+    }
+    if (qp->parse_failed) {
         snprintf(err, errlen, "bad_response: %s",
-                 perr[0] ? perr : "invalid JSON");
+                 qp->perr[0] ? qp->perr : "invalid JSON");
         goto done;
     }
-    if (!YAJL_IS_OBJECT(root)) {
+    if (qp->not_object || !qp->started) {
         snprintf(err, errlen, "bad_response: response is not a JSON object");
         goto done;
     }
-    status = obj_get(root, "status");
-    if (YAJL_IS_STRING(status) && strcmp(status->u.string, "error") == 0) {
-        api_error(err, errlen, YAJL_GET_STRING(obj_get(root, "errorType")),
-                  YAJL_GET_STRING(obj_get(root, "error")));
+    if (qp->is_error) {
+        api_error(err, errlen, qp->etype, qp->error_msg);
         goto done;
     }
-    data = obj_get(root, "data");
-    rtype = obj_get(data, "resultType");
-    result = obj_get(data, "result");
-    t = YAJL_IS_STRING(rtype) ? rtype->u.string : "";
+    t = qp->rtype ? qp->rtype : "";
     r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, errlen, "out of memory");
@@ -1633,45 +2136,42 @@ query_once(struct prom_client *p, struct http_client *hc, const char *promql,
     }
     atomic_init(&r->refs, 1);
     r->time = time;
-    if (!(r->arena = calloc(1, sizeof *r->arena))) {
-        snprintf(err, errlen, "out of memory");
-        goto done;
-    }
+    r->arena = qp->arena;
+    qp->arena = NULL;
     if (strcmp(t, "vector") == 0) {
-        size_t n;
+        size_t n = qp->nsmp;
         r->type = PROM_VECTOR;
-        if (YAJL_IS_NULL(result) || !result)
-            n = 0;
-        else if (YAJL_IS_ARRAY(result))
-            n = result->u.array.len;
-        else
+        if (qp->rkind == QR_OTHER)
             goto badshape;
+        if (qp->rkind == QR_ARRAY && qp->vec_bad) {
+            snprintf(err, errlen, "bad_response: invalid vector sample");
+            goto done;
+        }
         r->samples = arena_alloc(r->arena, (n ? n : 1) * sizeof *r->samples);
         if (!r->samples) {
             snprintf(err, errlen, "out of memory");
             goto done;
         }
-        memset(r->samples, 0, (n ? n : 1) * sizeof *r->samples);
-        for (size_t i = 0; i < n; i++) {
-            if (parse_vector_item(r->arena, result->u.array.values[i],
-                                  &r->samples[i], err, errlen) != 0)
-                goto done;
-            r->n = i + 1;
-        }
+        memset(r->samples, 0, sizeof *r->samples);
+        if (n)
+            memcpy(r->samples, qp->smp, n * sizeof *r->samples);
+        r->n = n;
     } else if (strcmp(t, "scalar") == 0) {
         r->type = PROM_SCALAR;
+        if (qp->rkind != QR_ARRAY || qp->relems != 2 || qp->sc_bad)
+            goto badshape;
         r->samples = arena_alloc(r->arena, sizeof *r->samples);
         if (!r->samples) {
             snprintf(err, errlen, "out of memory");
             goto done;
         }
         memset(r->samples, 0, sizeof *r->samples);
-        if (parse_pair(result, &r->samples[0]) != 0)
-            goto badshape;
+        r->samples[0].ts = qp->scalar.ts;
+        r->samples[0].value = qp->scalar.value;
         r->n = 1;
     } else if (strcmp(t, "matrix") == 0) {
         r->type = PROM_MATRIX;
-        if (result && !YAJL_IS_NULL(result) && !YAJL_IS_ARRAY(result))
+        if (qp->rkind == QR_OTHER)
             goto badshape;
     } else {
         snprintf(err, errlen, "unexpected value type \"%s\"", t);
@@ -1685,7 +2185,71 @@ badshape:
     snprintf(err, errlen, "bad_response: invalid %s result", t);
 done:
     prom_result_free(r);
-    yajl_tree_free(root);
+    return rc;
+}
+
+/* The query= time= [timeout=] parameters of one instant query, in kv
+ * (NULL-terminated), with their text in ts/tmo; *timeout_ms is the HTTP
+ * call's limit (the client's, cut to the caller's deadline). */
+static void
+query_params(const struct prom_client *p, const char *promql, double time,
+             double timeout_s, const char *kv[7], char ts[40], char tmo[40],
+             long *timeout_ms)
+{
+    *timeout_ms = p->timeout_ms;
+    prom_format_time(time, ts, 40);
+    kv[0] = "query";
+    kv[1] = promql;
+    kv[2] = "time";
+    kv[3] = ts;
+    kv[4] = NULL;
+    if (timeout_s > 0) {
+        prom_format_duration(timeout_s, tmo, 40);
+        kv[4] = "timeout";
+        kv[5] = tmo;
+        kv[6] = NULL;
+        /* the HTTP call may not outlive the caller's deadline either */
+        if ((long)(timeout_s * 1000.0) < *timeout_ms)
+            *timeout_ms = (long)(timeout_s * 1000.0) + 1;
+    }
+}
+
+/* One instant query on the wire, no sharing: *out gets a fresh result
+ * holding one reference. The answer is parsed while it streams in. */
+static int
+query_once(struct prom_client *p, struct http_client *hc, const char *promql,
+           double time, double timeout_s, struct prom_result **out,
+           char *err, size_t errlen)
+{
+    struct http_resp resp;
+    struct query_parse qp;
+    char ts[40], tmo[40];
+    const char *kv[7];
+    long timeout_ms;
+    int trc = 0, rc = -1;
+
+    *out = NULL;
+    memset(&resp, 0, sizeof resp);
+    if (qp_init(&qp) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    query_params(p, promql, time, timeout_s, kv, ts, tmo, &timeout_ms);
+    if (do_call(p, hc, "/api/v1/query", kv, timeout_ms, QUERY_MAX_BODY,
+                query_on_data, &qp, &resp, &trc, err, errlen) != 0) {
+        /* a body the parser stopped: report why, as a full parse would */
+        if (trc != 0 && resp.status != 0 && status_ok(resp.status)) {
+            if (qp.oom)
+                snprintf(err, errlen, "out of memory");
+            else if (qp.parse_failed)
+                snprintf(err, errlen, "bad_response: %s",
+                         qp.perr[0] ? qp.perr : "invalid JSON");
+        }
+        goto done;
+    }
+    rc = qp_finish(&qp, time, out, err, errlen);
+done:
+    qp_fini(&qp);
     buf_free(&resp.body);
     return rc;
 }
