@@ -5,11 +5,9 @@
 -- (src/jsonw.c, spec-server.md §4.6) and Accept negotiation
 -- (src/httputil.c, spec-server.md §5.2).
 local ffi = require "ffi"
+local core = require "ffi_core"
 
 ffi.cdef [[
-struct buf { char *data; size_t len; size_t cap; size_t max; };
-void buf_init(struct buf *b, size_t max);
-void buf_free(struct buf *b);
 int quantity_decimal_si(struct buf *b, int64_t milli);
 int quantity_binary_si(struct buf *b, int64_t milli);
 int64_t quantity_milli(double v);
@@ -30,16 +28,7 @@ int jsonw_finish(struct jsonw *w, struct buf *out, bool pretty, char *err, size_
 bool httputil_accept_json(const char *accept, bool *pretty);
 ]]
 
-local lib = ffi.load("build/lua/adapter/core.so")
-
-local function with_buf(fn)
-    local b = ffi.new("struct buf")
-    lib.buf_init(b, 1048576)
-    assert(fn(b) == 0)
-    local s = ffi.string(b.data, b.len)
-    lib.buf_free(b)
-    return s
-end
+local lib, with_buf = core.lib, core.with_buf
 
 local function decimal(v) return with_buf(function(b) return lib.quantity_decimal_si(b, lib.quantity_milli(v)) end) end
 local function binary(v) return with_buf(function(b) return lib.quantity_binary_si(b, lib.quantity_milli(v)) end) end

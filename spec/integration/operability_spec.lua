@@ -489,31 +489,24 @@ end)
 
 describe("metrics registry, log scrubbing and route labels (C, through FFI)", function()
     local ffi = require "ffi"
+    local core = require "ffi_core"   -- declares struct buf first
     ffi.cdef [[
-        struct mbuf { char *data; size_t len; size_t cap; size_t max; };
-        void buf_init(struct mbuf *b, size_t max);
-        void buf_free(struct mbuf *b);
         void metrics_add(int id, const char *l1, const char *l2, double v);
         void metrics_set(int id, const char *l1, const char *l2, double v);
         void metrics_observe(int id, const char *l1, const char *l2, double v);
         void metrics_reset(int id);
         double metrics_value(int id, const char *l1, const char *l2);
         void metrics_hook_failure(const char *hook);
-        int metrics_render(struct mbuf *out);
+        int metrics_render(struct buf *out);
         void log_scrub(char *s, size_t n);
         void api_route_label(const char *path, char *out, size_t outlen);
     ]]
-    local lib = ffi.load(helpers.root() .. "/build/lua/adapter/core.so")
+    local lib = core.lib
     -- enum metrics_id (src/metrics.h)
     local HTTP_REQUESTS, HTTP_DURATION, HOOK_FAILURES, RULE_METRICS = 4, 5, 12, 18
 
     local function render()
-        local b = ffi.new("struct mbuf")
-        lib.buf_init(b, 16777216)
-        assert.are.equal(0, lib.metrics_render(b))
-        local s = ffi.string(b.data, b.len)
-        lib.buf_free(b)
-        return s
+        return core.with_buf(function(b) return lib.metrics_render(b) end)
     end
 
     it("renders cumulative histogram buckets, sum and count", function()
