@@ -296,3 +296,184 @@ describe("faults: Prometheus refusing connections", function()
         assert(ok, err)
     end)
 end)
+
+describe("faults: Kubernetes API", function()
+    local KCONFIG = [[
+rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+- seriesQuery: 'svc_hits_total{namespace!="",service!=""}'
+  resources: {template: '<<.Resource>>'}
+  name: {matches: "^(.*)_total", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+- seriesQuery: 'ep_hits_total{namespace!="",endpoints!=""}'
+  resources: {template: '<<.Resource>>'}
+  name: {matches: "^(.*)_total", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+]]
+    local SVC = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/*/svc_hits_per_second"
+    local kube, prom, a
+
+    local function queries()
+        local out = {}
+        for _, r in ipairs(prom:requests("/api/v1/query")) do
+            local q = r.params.query
+            if not q and r.body then q = helpers.parse_query(r.body).query end
+            out[#out + 1] = q
+        end
+        return out
+    end
+
+    lazy_setup(function()
+        kube = helpers.start_kube({ state_file = helpers.fixture("kube/objects.json") })
+        prom = helpers.start_prometheus()
+        prom:control("POST", "/_fake/series", { match = 'http_requests_total{namespace!="",pod!=""}',
+            data = { { __name__ = "http_requests_total", namespace = "default", pod = "p", job = "j" } } })
+        prom:control("POST", "/_fake/series", { match = 'queue_depth{namespace!=""}',
+            data = { { __name__ = "queue_depth", namespace = "default", job = "j" } } })
+        prom:control("POST", "/_fake/series", { match = 'svc_hits_total{namespace!="",service!=""}',
+            data = { { __name__ = "svc_hits_total", namespace = "default", service = "s", job = "j" } } })
+        prom:control("POST", "/_fake/series", { match = 'ep_hits_total{namespace!="",endpoints!=""}',
+            data = { { __name__ = "ep_hits_total", namespace = "default", endpoints = "e", job = "j" } } })
+        a = helpers.start_adapter({ config = KCONFIG, kube = kube, prometheus = prom,
+            args = { "--discovery-interval=1s" } })
+        assert.is_truthy(helpers.wait_until(function()
+            local st, _, body = a:get("/apis/custom.metrics.k8s.io/v1beta2")
+            return a:get(CUSTOM) == 200 and st == 200
+                and body:find("endpoints/ep_hits_per_second", 1, true)
+                and body:find("services/svc_hits_per_second", 1, true)
+        end, helpers.scale(10), 0.2))
+    end)
+
+    lazy_teardown(function()
+        if a then a:stop() end
+        if prom then prom:stop() end
+        if kube then kube:stop() end
+    end)
+
+    after_each(function()
+        kube:control("DELETE", "/_fake/fail")
+    end)
+
+    it("failing discovery keeps the previous resource map, logged, and requests keep working", function()
+        kube:control("POST", "/_fake/fail", { path = "/apis", status = 500 })
+        kube:control("POST", "/_fake/fail", { path = "/api", status = 503 })
+        assert.is_truthy(helpers.wait_until(function()
+            return a:stderr():find("API discovery failed, keeping the previous resource map", 1, true)
+        end, helpers.scale(10), 0.2), a:stderr())
+        local st, doc, body = a:get_json(CUSTOM)
+        assert.are.equal(200, st, body)
+        assert.are.equal("MetricValueList", doc.kind)
+        st = a:get("/apis/custom.metrics.k8s.io/v1beta2")
+        assert.are.equal(200, st)
+    end)
+
+    it("a LIST that keeps failing is a Status naming it; the cache recovers after back-off", function()
+        kube:control("POST", "/_fake/fail", { pattern = "^/api/v1/services$", status = 500 })
+        local st, doc, body = a:get_json(SVC)
+        assert.is_true(st >= 500, body)
+        assert.are.equal("Status", doc.kind)
+        assert.are.equal("Internal error occurred: unable to list matching resources", doc.message)
+        assert.is_truthy(a:stderr():find("kcache /api/v1/services: list /api/v1/services: HTTP 500", 1, true),
+            a:stderr())
+        kube:control("DELETE", "/_fake/fail")
+        -- back-off doubles from 0.5 s: the next attempts are seconds apart
+        assert.is_truthy(helpers.wait_until(function()
+            return a:get(SVC) == 200
+        end, helpers.scale(20), 0.3), a:stderr())
+    end)
+
+    it("a LIST that never answers costs the request its deadline, not more", function()
+        kube:control("POST", "/_fake/fail", { pattern = "^/api/v1/endpoints$", hang = true })
+        local t0 = helpers.now()
+        local st, doc, body = a:get_json(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/endpoints/*/ep_hits_per_second?timeout=3s")
+        local took = helpers.now() - t0
+        assert.is_true(took < helpers.scale(6), "took " .. took)
+        assert.is_true(st >= 500, body)
+        assert.are.equal("Status", doc.kind)
+        -- the server itself stays responsive, other caches too
+        assert.are.equal(200, (a:get("/livez")))
+        assert.are.equal(200, (a:get(CUSTOM)))
+    end)
+
+    it("an expired watch (ERROR 410 event, then HTTP 410) makes the cache re-list and see new objects", function()
+        -- the pods cache is warm (set-up asked for pods)
+        kube:control("POST", "/_fake/expire", { resource = "pods", mode = "event" })
+        kube:control("POST", "/_fake/objects", { resource = "pods",
+            items = { { name = "late-pod-1", namespace = "default", labels = { app = "late" } } } })
+        kube:control("POST", "/_fake/expire", { resource = "pods", mode = "status" })
+        kube:control("POST", "/_fake/objects", { resource = "pods",
+            items = { { name = "late-pod-2", namespace = "default", labels = { app = "late" } } } })
+        prom:clear_requests()
+        assert.is_truthy(helpers.wait_until(function()
+            a:get(CUSTOM)
+            for _, q in ipairs(queries()) do
+                if q:find("late-pod-1", 1, true) and q:find("late-pod-2", 1, true) then return true end
+            end
+        end, helpers.scale(15), 0.3), cjson.encode(queries()))
+        -- a LIST after the expiry
+        local lists = 0
+        for _, r in ipairs(kube:requests()) do
+            if r.path == "/api/v1/pods" and not (r.params.watch) then lists = lists + 1 end
+        end
+        assert.is_true(lists >= 1)
+    end)
+
+    it("a LIST of 50,000 pods: bounded memory, one query naming them all", function()
+        -- fake_kube.lua grows quadratically with that many objects, so a
+        -- fault_server plays the lister's API: discovery, one 50,000-item
+        -- LIST page, and a watch that never sends anything
+        local big = R.start_fault_server()
+        local items = {}
+        for i = 1, 50000 do
+            items[i] = string.format(
+                '{"metadata":{"name":"big-%05d","namespace":"big","resourceVersion":"5","labels":{"app":"big"}}}', i)
+        end
+        big:set({ path = "/api", body = '{"kind":"APIVersions","versions":["v1"]}' })
+        big:set({ path = "/apis", body = '{"kind":"APIGroupList","groups":[]}' })
+        big:set({ path = "/api/v1", body = cjson.encode({ kind = "APIResourceList", groupVersion = "v1",
+            resources = {
+                { name = "pods", singularName = "pod", namespaced = true, kind = "Pod" },
+                { name = "namespaces", singularName = "namespace", namespaced = false, kind = "Namespace" } } }) })
+        big:set({ path = "/api/v1/pods", body = '{"kind":"PodList","metadata":{"resourceVersion":"9"},"items":['
+            .. table.concat(items, ",") .. "]}" })
+        big:set({ path = "/api/v1/pods", params = { watch = "true" }, mode = "hang" })
+        local kc = helpers.write_file(helpers.tmpdir("bigkc") .. "/kubeconfig", table.concat({
+            "apiVersion: v1", "kind: Config", "current-context: c",
+            "clusters: [{name: k, cluster: {server: '" .. big:url() .. "'}}]",
+            "contexts: [{name: c, context: {cluster: k, user: u}}]",
+            "users: [{name: u, user: {token: t}}]", "" }, "\n"))
+        local b = helpers.start_adapter({ config = KCONFIG, kube = kube, prometheus = prom,
+            args = { "--lister-kubeconfig=" .. kc } })
+        local ok, err = pcall(function()
+            local hwm0 = R.hwm_kb(b.pid)
+            prom:clear_requests()
+            local path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/big/pods/*/http_requests_per_second"
+            local st, doc, body
+            helpers.wait_until(function()
+                st, doc, body = b:get_json(path, nil, { max_time = helpers.scale(30) })
+                return st == 200
+            end, helpers.scale(30), 0.5)
+            assert.are.equal(200, st, body)
+            assert.are.equal("MetricValueList", doc.kind)
+            local found
+            for _, q in ipairs(queries()) do
+                if q:find("big-00001", 1, true) then
+                    local _, bars = q:gsub("|", "")
+                    found = bars
+                    assert.is_truthy(q:find("big-50000", 1, true))
+                end
+            end
+            assert.are.equal(49999, found)
+            local grew = R.hwm_kb(b.pid) - hwm0
+            assert.is_true(grew < helpers.scale(256) * 1024, "peak RSS grew by " .. grew .. " kB")
+            assert.are.equal(200, (b:get("/readyz")))
+        end)
+        b:stop()
+        big:stop()
+        assert(ok, err)
+    end)
+end)
