@@ -32,6 +32,8 @@
 #include <sys/stat.h>
 
 #define FATAL_EXIT 255
+/* Handler threads: concurrent requests that may wait on Prometheus. */
+#define SERVER_WORKERS 16
 
 /* certs_watch callback (watch thread): swap in the rotated serving pair. */
 static void
@@ -386,7 +388,12 @@ main(int argc, char **argv)
         .trust_pem = trust_pem,
         .tls_min_version = o.tls_min_version,
         .cipher_suites = NULL,
-        .threads = 4,
+        /* Two I/O threads do TLS and HTTP; handlers run on a pool of
+         * workers, each with its own Lua engine and HTTP client built on
+         * first use, so requests waiting on Prometheus never hold up other
+         * connections (and identical waits can coalesce). */
+        .threads = 2,
+        .workers = SERVER_WORKERS,
         .reuse_port = o.permit_port_sharing,
         .reuse_addr = o.permit_address_sharing,
         /* request metrics around the filter chain (api_serve) */

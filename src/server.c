@@ -73,6 +73,16 @@ struct server {
     bool key_ok;
     bool stopped;
     atomic_uint inflight;
+    /* Worker pool (cfg.workers > 0): MHD's threads only do I/O; each
+     * request is suspended and handed to a worker, so a handler waiting on
+     * Prometheus never stalls the other connections of its I/O thread, and
+     * requests go to whichever worker is free. */
+    pthread_t *workers;
+    unsigned nworkers;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    struct req_state *qhead, *qtail;
+    bool qstop;
 };
 
 /* A parsed serving certificate chain and key, as GnuTLS wants them from
@@ -91,11 +101,31 @@ struct thread_slot {
     void *tctx;
 };
 
-/* One request, from MHD's first callback to its completion callback. */
+/* Collects decoded query parameters. A pair whose escapes are malformed
+ * (or decode to NUL) is dropped, as Go's url.ParseQuery does. */
+struct param_list {
+    struct server_param *v;
+    size_t n, cap;
+    bool oom;
+};
+
+/* One request, from MHD's first callback to its completion callback. With
+ * a worker pool the request and response live here while the connection
+ * is suspended; the worker owns them from enqueue until it resumes the
+ * connection, the MHD thread before and after. */
 struct req_state {
     int64_t start_ms;
     size_t uploaded;
     bool rejected;               /* a 413 was queued during the upload */
+    bool prepared;               /* req/resp/pl/path below are initialised */
+    bool done;                   /* a worker answered; send resp */
+    struct req_state *next;      /* worker queue link */
+    struct MHD_Connection *conn;
+    struct server_request req;
+    struct server_response resp;
+    struct param_list pl;
+    struct buf path;
+    char remote[INET6_ADDRSTRLEN + 16];
 };
 
 /* -- Small helpers ---------------------------------------------------- */
@@ -642,6 +672,8 @@ server_new(const struct server_config *cfg, char *err, size_t errlen)
     s->cfg = *cfg;
     atomic_init(&s->inflight, 0);
     pthread_mutex_init(&s->cert_mu, NULL);
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcv, NULL);
     if (cfg->handler == NULL) {
         snprintf(err, errlen, "server: no handler");
         goto fail;
@@ -763,6 +795,8 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe);
+static int workers_start(struct server *s, char *err, size_t errlen);
+static void workers_stop(struct server *s);
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version,
@@ -775,6 +809,8 @@ server_start(struct server *s, char *err, size_t errlen)
     struct MHD_OptionItem opts[20];
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (s->cfg.workers > 0)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
     size_t n = 0;
 
     if (s->daemon != NULL || s->fd < 0) {
@@ -805,9 +841,12 @@ server_start(struct server *s, char *err, size_t errlen)
 #undef OPT
     if (s->family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (workers_start(s, err, errlen) != 0)
+        return -1;
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                                  MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (s->daemon == NULL) {
+        workers_stop(s);
         snprintf(err, errlen, "server: cannot start the HTTP%s server on "
                  "port %d (see log)", s->cfg.tls ? "S" : "", s->port);
         return -1;
@@ -844,7 +883,11 @@ server_stop(struct server *s, int drain_ms)
 
         nanosleep(&ts, NULL);
     }
-    MHD_stop_daemon(s->daemon);   /* joins the pool: thread_fini runs */
+    /* Workers answer what is queued and resume those connections before
+     * MHD closes them; then MHD joins its own threads. thread_fini runs on
+     * every thread that had a context. */
+    workers_stop(s);
+    MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
 }
 
@@ -867,6 +910,8 @@ server_free(struct server *s)
         s->retired = next;
     }
     pthread_mutex_destroy(&s->cert_mu);
+    pthread_mutex_destroy(&s->qmu);
+    pthread_cond_destroy(&s->qcv);
     free(s->trust_pem);
     free(s->priorities);
     free(s);
@@ -1110,13 +1155,7 @@ standard_headers(struct MHD_Connection *c, struct server_response *resp)
         server_response_header(resp, "X-Content-Type-Options", "nosniff");
 }
 
-/* Collects decoded query parameters. A pair whose escapes are malformed
- * (or decode to NUL) is dropped, as Go's url.ParseQuery does. */
-struct param_list {
-    struct server_param *v;
-    size_t n, cap;
-    bool oom;
-};
+/* (struct param_list is declared with struct req_state.) */
 
 static enum MHD_Result
 param_iter(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -1237,6 +1276,128 @@ too_large(struct MHD_Connection *c, size_t max)
     return errno != 0 || n > max;
 }
 
+/* Frees what a request holds besides the state itself. */
+static void
+request_clear(struct req_state *st)
+{
+    if (!st->prepared)
+        return;
+    response_free(&st->resp);
+    buf_free(&st->path);
+    params_free(&st->pl);
+    st->prepared = false;
+}
+
+/* Runs the handler for a prepared request on the calling thread, which
+ * owns the thread context passed to it. */
+static void
+run_handler(struct server *s, struct req_state *st)
+{
+    st->req.thread_ctx = thread_ctx(s);
+    s->cfg.handler(s->cfg.ctx, &st->req, &st->resp);
+    if (st->resp.status < 100 || st->resp.status > 999) {
+        LOGE("server: handler returned status %d for %s", st->resp.status,
+             st->req.raw_path);
+        response_free(&st->resp);
+        response_init(&st->resp);
+        status_internal_error(&st->resp, "invalid response status");
+    }
+}
+
+static enum MHD_Result
+answer(struct MHD_Connection *c, struct req_state *st)
+{
+    standard_headers(c, &st->resp);
+    enum MHD_Result ret = send_response(c, &st->resp);
+    request_clear(st);
+    return ret;
+}
+
+/* -- Worker pool -------------------------------------------------------- */
+
+static void
+enqueue(struct server *s, struct req_state *st)
+{
+    pthread_mutex_lock(&s->qmu);
+    st->next = NULL;
+    if (s->qtail)
+        s->qtail->next = st;
+    else
+        s->qhead = st;
+    s->qtail = st;
+    pthread_cond_signal(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+}
+
+/* A worker: takes suspended requests, answers them, resumes their
+ * connections (MHD then calls on_request again, which sends). It drains
+ * the queue before it honours qstop, so no suspended connection is left
+ * behind; its thread context is released by the pthread key destructor
+ * when it returns. */
+static void *
+worker_main(void *arg)
+{
+    struct server *s = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&s->qmu);
+        while (s->qhead == NULL && !s->qstop)
+            pthread_cond_wait(&s->qcv, &s->qmu);
+        struct req_state *st = s->qhead;
+        if (st == NULL) {
+            pthread_mutex_unlock(&s->qmu);
+            break;
+        }
+        s->qhead = st->next;
+        if (s->qhead == NULL)
+            s->qtail = NULL;
+        pthread_mutex_unlock(&s->qmu);
+        run_handler(s, st);
+        st->done = true;
+        MHD_resume_connection(st->conn);
+    }
+    return NULL;
+}
+
+static void
+workers_stop(struct server *s)
+{
+    if (s->workers == NULL)
+        return;
+    pthread_mutex_lock(&s->qmu);
+    s->qstop = true;
+    pthread_cond_broadcast(&s->qcv);
+    pthread_mutex_unlock(&s->qmu);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i], NULL);
+    free(s->workers);
+    s->workers = NULL;
+    s->nworkers = 0;
+}
+
+static int
+workers_start(struct server *s, char *err, size_t errlen)
+{
+    if (s->cfg.workers == 0)
+        return 0;
+    s->workers = calloc(s->cfg.workers, sizeof *s->workers);
+    if (s->workers == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (unsigned i = 0; i < s->cfg.workers; i++) {
+        int rc = pthread_create(&s->workers[i], NULL, worker_main, s);
+        if (rc != 0) {
+            snprintf(err, errlen, "server: cannot start worker: %s",
+                     strerror(rc));
+            workers_stop(s);
+            return -1;
+        }
+        s->nworkers++;
+    }
+    return 0;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url,
            const char *method, const char *version, const char *upload_data,
@@ -1244,11 +1405,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 {
     struct server *s = cls;
     struct req_state *st = *req_cls;
-    struct server_request req;
     struct server_response resp;
-    struct param_list pl = { 0 };
-    struct buf path;
-    char remote[INET6_ADDRSTRLEN + 16];
     enum MHD_Result ret;
 
     (void)upload_data;
@@ -1272,6 +1429,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
         response_free(&resp);
         return ret;
     }
+    if (st->done)           /* resumed: a worker has answered */
+        return answer(c, st);
     if (*upload_data_size > 0) {
         /* Discard: these APIs take no bodies. A chunked body that grows
          * past the bound drops the connection (nothing sensible to say). */
@@ -1281,43 +1440,35 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
     }
     if (st->rejected)
         return MHD_YES;
-    response_init(&resp);
-    buf_init(&path, 1 << 20);
-    if (httputil_pct_decode(url, strlen(url), false, &path) < 0) {
-        status_bad_request(&resp, "invalid URL escape in the request path");
-        goto send;
+    st->prepared = true;
+    response_init(&st->resp);
+    buf_init(&st->path, 1 << 20);
+    if (httputil_pct_decode(url, strlen(url), false, &st->path) < 0) {
+        status_bad_request(&st->resp, "invalid URL escape in the request path");
+        return answer(c, st);
     }
-    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, param_iter, &pl);
-    if (pl.oom) {
-        status_internal_error(&resp, "out of memory");
-        goto send;
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, param_iter, &st->pl);
+    if (st->pl.oom) {
+        status_internal_error(&st->resp, "out of memory");
+        return answer(c, st);
     }
-    remote_address(c, remote, sizeof remote);
-    memset(&req, 0, sizeof req);
-    req.method = method;
-    req.raw_path = url;
-    req.path = path.data;
-    req.version = version;
-    req.remote_addr = remote;
-    req.tls = s->cfg.tls;
-    req.start_ms = st->start_ms;
-    req.thread_ctx = thread_ctx(s);
-    req.params = pl.v;
-    req.nparams = pl.n;
-    req.conn_ = c;
-    s->cfg.handler(s->cfg.ctx, &req, &resp);
-    if (resp.status < 100 || resp.status > 999) {
-        LOGE("server: handler returned status %d for %s", resp.status,
-             url);
-        status_internal_error(&resp, "invalid response status");
+    remote_address(c, st->remote, sizeof st->remote);
+    /* method, url and version are MHD's and stay valid until the request
+     * completes, suspended or not. */
+    st->req = (struct server_request){
+        .method = method, .raw_path = url, .path = st->path.data,
+        .version = version, .remote_addr = st->remote, .tls = s->cfg.tls,
+        .start_ms = st->start_ms, .params = st->pl.v, .nparams = st->pl.n,
+        .conn_ = c,
+    };
+    if (s->nworkers == 0) {
+        run_handler(s, st);
+        return answer(c, st);
     }
-send:
-    standard_headers(c, &resp);
-    ret = send_response(c, &resp);
-    response_free(&resp);
-    buf_free(&path);
-    params_free(&pl);
-    return ret;
+    st->conn = c;
+    MHD_suspend_connection(c);
+    enqueue(s, st);
+    return MHD_YES;
 }
 
 static void
@@ -1329,6 +1480,7 @@ on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     (void)c;
     (void)toe;
     if (*req_cls != NULL) {
+        request_clear(*req_cls);
         free(*req_cls);
         *req_cls = NULL;
         atomic_fetch_sub(&s->inflight, 1);

@@ -77,7 +77,12 @@ struct server_config {
                                  * not verified in the handshake); copied */
     const char *tls_min_version;  /* "VersionTLS12" if NULL/"" */
     const char *cipher_suites;    /* comma-separated Go names, NULL/"" = default */
-    unsigned threads;           /* pool size; 0 = 4 */
+    unsigned threads;           /* I/O thread pool size; 0 = 4 */
+    unsigned workers;           /* handler threads; 0 = run handlers on the
+                                 * I/O threads. With workers, requests are
+                                 * suspended and queued, so a slow handler
+                                 * never stalls other connections, and
+                                 * thread_init/thread_fini run on workers */
     unsigned conn_timeout_s;    /* idle/read timeout; 0 = 90 */
     size_t conn_memory_limit;   /* per-connection memory (header size bound);
                                  * 0 = 1 MiB + 64 KiB */
