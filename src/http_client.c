@@ -28,13 +28,17 @@ struct http_client {
     CURLM *m;    /* owns the connection cache; drives h so that a
                   * cancellation is noticed within CANCEL_POLL_MS */
     CURL *h;
-    char errbuf[CURL_ERROR_SIZE];
+    CURL *pool[HTTP_MANY_MAX];  /* extra easy handles for http_client_do_many,
+                                 * created on first use, kept (TLS session
+                                 * cache) until http_client_free */
 };
 
 #define CANCEL_POLL_MS 100
 
 /* Per-call state shared with the libcurl callbacks (lives on the stack of
- * http_client_do; borrowed by curl for the duration of the transfer). */
+ * http_client_do, or in http_client_do_many's array; borrowed by curl for
+ * the duration of the transfer), and what the handle points to until the
+ * call ends (headers, URL, credentials, error buffer). */
 struct xfer {
     const struct http_req *req;
     struct http_resp *resp;
@@ -43,6 +47,12 @@ struct xfer {
     int too_big;        /* body exceeded max_body */
     int consumer_abort; /* on_data returned non-zero */
     int cancelled;      /* req->cancelled returned non-zero */
+    CURL *h;            /* the easy handle running it */
+    int running;        /* http_client_do_many: on the multi handle now */
+    struct curl_slist *headers, *connect_to;
+    char *url2;         /* curl memory (tls server-name rewrite) */
+    char *auth;
+    char errbuf[CURL_ERROR_SIZE];
 };
 
 int
@@ -76,6 +86,9 @@ http_client_free(struct http_client *c)
         return;
     if (c->h)
         curl_easy_cleanup(c->h);
+    for (size_t i = 0; i < HTTP_MANY_MAX; i++)
+        if (c->pool[i])
+            curl_easy_cleanup(c->pool[i]);
     if (c->m)
         curl_multi_cleanup(c->m);
     free(c);
@@ -285,43 +298,35 @@ perform(struct http_client *c, struct xfer *x)
     return cc;
 }
 
-int
-http_client_do(struct http_client *c, const struct http_req *req,
-               struct http_resp *resp, char *err, size_t errlen)
+/* Sets up x->h for one request (every option reset first). Returns 0, or
+ * -1 with err (the caller still runs xfer_cleanup). */
+static int
+xfer_setup(struct xfer *x, const struct http_req *req, struct http_resp *resp,
+           char *err, size_t errlen)
 {
-    int rc = -1;
-    CURL *h = c->h;
-    struct curl_slist *headers = NULL, *connect_to = NULL;
-    char *url2 = NULL;
-    struct xfer x;
-    CURLcode cc;
-    char *auth = NULL;
+    CURL *h = x->h;
     const char *method = req->method ? req->method : "GET";
     long connect_ms;
 
     memset(resp, 0, sizeof *resp);
-    memset(&x, 0, sizeof x);
-    x.req = req;
-    x.resp = resp;
-    x.max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
-    buf_init(&resp->body, x.max_body);
+    x->req = req;
+    x->resp = resp;
+    x->max_body = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+    buf_init(&resp->body, x->max_body);
 
     curl_easy_reset(h);
-    c->errbuf[0] = '\0';
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+    x->errbuf[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "promlua-adapter/" ADAPTER_VERSION);
     /* Go's transport asks for gzip only and decompresses transparently. */
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "gzip");
-    /* A declared Content-Length over the cap fails before any byte is
-     * read, instead of buffering max_body bytes of a body that can never
-     * fit (on_write still guards chunked and decompressed bodies). */
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x.max_body);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, &x);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
     curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, (void *)x);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
                      req->timeout_ms > 0 ? req->timeout_ms : 0L);
@@ -351,30 +356,30 @@ http_client_do(struct http_client *c, const struct http_req *req,
      * list entry as its own line). */
     if (req->headers)
         for (size_t i = 0; req->headers[i]; i++)
-            if (append_header(&headers, req->headers[i]) != 0)
+            if (append_header(&x->headers, req->headers[i]) != 0)
                 goto oom;
     /* No Accept header (Go sends none) and no Expect: 100-continue round
      * trip on large POST bodies, unless the caller set them. */
     if (!has_header(req->headers, "Accept") &&
-        append_header(&headers, "Accept:") != 0)
+        append_header(&x->headers, "Accept:") != 0)
         goto oom;
     if (!has_header(req->headers, "Expect") &&
-        append_header(&headers, "Expect:") != 0)
+        append_header(&x->headers, "Expect:") != 0)
         goto oom;
     if (req->bearer_token && *req->bearer_token &&
         !has_header(req->headers, "Authorization")) {
         size_t n = strlen(req->bearer_token) + sizeof "Authorization: Bearer ";
-        auth = malloc(n);
-        if (!auth)
+        x->auth = malloc(n);
+        if (!x->auth)
             goto oom;
-        snprintf(auth, n, "Authorization: Bearer %s", req->bearer_token);
-        if (append_header(&headers, auth) != 0)
+        snprintf(x->auth, n, "Authorization: Bearer %s", req->bearer_token);
+        if (append_header(&x->headers, x->auth) != 0)
             goto oom;
     }
     /* A bearer token beats basic credentials; callers pass one or the
      * other (prom.c decides the precedence). */
     if (req->basic_user && !has_header(req->headers, "Authorization") &&
-        !auth) {
+        !x->auth) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, req->basic_user);
         curl_easy_setopt(h, CURLOPT_PASSWORD,
@@ -384,49 +389,195 @@ http_client_do(struct http_client *c, const struct http_req *req,
     if (req->tls) {
         set_tls(h, req->tls);
         if (req->tls->server_name && *req->tls->server_name &&
-            apply_server_name(h, req->url, req->tls->server_name, &url2,
-                              &connect_to, &headers, err, errlen) != 0)
-            goto done;
+            apply_server_name(h, req->url, req->tls->server_name, &x->url2,
+                              &x->connect_to, &x->headers, err, errlen) != 0)
+            return -1;
     }
-    curl_easy_setopt(h, CURLOPT_URL, url2 ? url2 : req->url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-
-    cc = perform(c, &x);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
-    curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &resp->total_seconds);
-    {
-        char *ct = NULL;
-        if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
-            snprintf(resp->content_type, sizeof resp->content_type, "%s", ct);
-    }
-    if (cc != CURLE_OK) {
-        if (x.too_big || cc == CURLE_FILESIZE_EXCEEDED)
-            snprintf(err, errlen, "response body exceeds %zu bytes",
-                     x.max_body);
-        else if (x.consumer_abort)
-            snprintf(err, errlen, "aborted");
-        else if (x.cancelled)
-            snprintf(err, errlen, "cancelled");
-        else
-            snprintf(err, errlen, "%s", c->errbuf[0] ? c->errbuf
-                                                     : curl_easy_strerror(cc));
-        goto done;
-    }
-    rc = 0;
-    goto done;
+    curl_easy_setopt(h, CURLOPT_URL, x->url2 ? x->url2 : req->url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->headers);
+    return 0;
 oom:
     snprintf(err, errlen, "out of memory");
-done:
+    return -1;
+}
+
+/* The outcome of a finished transfer (cc: its curl result): fills the
+ * status, time and Content-Type; 0, or -1 with err. */
+static int
+xfer_result(struct xfer *x, CURLcode cc, char *err, size_t errlen)
+{
+    CURL *h = x->h;
+    struct http_resp *resp = x->resp;
+    char *ct = NULL;
+
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+    curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &resp->total_seconds);
+    if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+        snprintf(resp->content_type, sizeof resp->content_type, "%s", ct);
+    if (cc == CURLE_OK)
+        return 0;
+    if (x->too_big)
+        snprintf(err, errlen, "response body exceeds %zu bytes", x->max_body);
+    else if (x->consumer_abort)
+        snprintf(err, errlen, "aborted");
+    else if (x->cancelled)
+        snprintf(err, errlen, "cancelled");
+    else
+        snprintf(err, errlen, "%s", x->errbuf[0] ? x->errbuf
+                                                 : curl_easy_strerror(cc));
+    return -1;
+}
+
+/* Releases what the handle pointed to for this call. */
+static void
+xfer_cleanup(struct xfer *x)
+{
     /* The handle keeps pointers to these until the next reset; clear them so
      * nothing dangles between calls. */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_CONNECT_TO, NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(headers);
-    curl_slist_free_all(connect_to);
-    curl_free(url2);
-    free(auth);
+    if (x->h) {
+        curl_easy_setopt(x->h, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(x->h, CURLOPT_CONNECT_TO, NULL);
+        curl_easy_setopt(x->h, CURLOPT_ERRORBUFFER, NULL);
+    }
+    curl_slist_free_all(x->headers);
+    curl_slist_free_all(x->connect_to);
+    curl_free(x->url2);
+    free(x->auth);
+    x->headers = x->connect_to = NULL;
+    x->url2 = NULL;
+    x->auth = NULL;
+}
+
+int
+http_client_do(struct http_client *c, const struct http_req *req,
+               struct http_resp *resp, char *err, size_t errlen)
+{
+    struct xfer x;
+    int rc = -1;
+
+    memset(&x, 0, sizeof x);
+    x.h = c->h;
+    if (xfer_setup(&x, req, resp, err, errlen) == 0)
+        rc = xfer_result(&x, perform(c, &x), err, errlen);
+    xfer_cleanup(&x);
     return rc;
+}
+
+/* Starts call on handle h (a setup failure ends it at once). Returns 1
+ * when the transfer runs on c->m, 0 when it has ended already. */
+static int
+many_start(struct http_client *c, CURL *h, struct http_call *call,
+           struct xfer *x)
+{
+    memset(x, 0, sizeof *x);
+    x->h = h;
+    call->rc = -1;
+    call->err[0] = '\0';
+    if (xfer_setup(x, call->req, &call->resp, call->err, sizeof call->err) != 0)
+        goto ended;
+    if (curl_multi_add_handle(c->m, h) != CURLM_OK) {
+        snprintf(call->err, sizeof call->err, "curl: cannot start the transfer");
+        goto ended;
+    }
+    x->running = 1;
+    return 1;
+ended:
+    xfer_cleanup(x);
+    return 0;
+}
+
+/* Ends a running transfer with curl result cc. */
+static void
+many_end(struct http_client *c, struct http_call *call, struct xfer *x,
+         CURLcode cc)
+{
+    curl_multi_remove_handle(c->m, x->h);
+    call->rc = xfer_result(x, cc, call->err, sizeof call->err);
+    xfer_cleanup(x);
+    x->running = 0;
+}
+
+/* Starts the next waiting calls on handle h until one runs; *next moves
+ * past every call started. Returns 1 if one is running. */
+static int
+many_next(struct http_client *c, CURL *h, struct http_call *calls,
+          struct xfer *xs, size_t n, size_t *next)
+{
+    while (*next < n) {
+        size_t i = (*next)++;
+        if (many_start(c, h, &calls[i], &xs[i]))
+            return 1;
+    }
+    return 0;
+}
+
+int
+http_client_do_many(struct http_client *c, struct http_call *calls, size_t n,
+                    size_t max_parallel)
+{
+    struct xfer *xs = NULL;
+    size_t next = 0, running = 0, nh;
+    CURLMsg *msg;
+    int left, still = 0, failed = 0;
+
+    if (n == 0)
+        return 0;
+    if (max_parallel == 0 || max_parallel > HTTP_MANY_MAX)
+        max_parallel = HTTP_MANY_MAX;
+    nh = n < max_parallel ? n : max_parallel;
+    xs = calloc(n, sizeof *xs);
+    for (size_t k = 0; xs && k < nh; k++)
+        if (!c->pool[k] && !(c->pool[k] = curl_easy_init()))
+            nh = k;             /* run on the handles there are */
+    for (size_t k = 0; xs && k < nh; k++)
+        running += (size_t)many_next(c, c->pool[k], calls, xs, n, &next);
+    while (running > 0) {
+        if (curl_multi_perform(c->m, &still) != CURLM_OK)
+            break;
+        while ((msg = curl_multi_info_read(c->m, &left)) != NULL) {
+            struct xfer *x = NULL;
+            CURL *h = msg->easy_handle;
+            CURLcode cc = msg->data.result;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&x);
+            many_end(c, &calls[x - xs], x, cc);   /* msg is stale now */
+            running--;
+            running += (size_t)many_next(c, h, calls, xs, n, &next);
+        }
+        /* cancellation, polled as often as http_client_do polls it */
+        for (size_t i = 0; i < next; i++) {
+            struct xfer *x = &xs[i];
+            if (x->running && x->req->cancelled &&
+                x->req->cancelled(x->req->ctx)) {
+                CURL *h = x->h;
+                x->cancelled = 1;
+                many_end(c, &calls[i], x, CURLE_ABORTED_BY_CALLBACK);
+                running--;
+                running += (size_t)many_next(c, h, calls, xs, n, &next);
+            }
+        }
+        if (running == 0)
+            break;
+        if (curl_multi_poll(c->m, NULL, 0, CANCEL_POLL_MS, NULL) != CURLM_OK)
+            break;
+    }
+    /* after a multi failure (or no memory): end what runs, fail the rest */
+    for (size_t i = 0; i < n; i++) {
+        if (xs && xs[i].running) {
+            many_end(c, &calls[i], &xs[i], CURLE_FAILED_INIT);
+        } else if (!xs || i >= next) {
+            memset(&calls[i].resp, 0, sizeof calls[i].resp);
+            buf_init(&calls[i].resp.body, 0);
+            calls[i].rc = -1;
+            snprintf(calls[i].err, sizeof calls[i].err, "%s",
+                     xs ? "curl multi failure" : "out of memory");
+        }
+        if (calls[i].rc != 0)
+            failed++;
+    }
+    free(xs);
+    return failed;
 }
 
 int

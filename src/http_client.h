@@ -66,6 +66,29 @@ void http_client_free(struct http_client *c);
 int http_client_do(struct http_client *c, const struct http_req *req,
                    struct http_resp *resp, char *err, size_t errlen);
 
+/* One request of a batch for http_client_do_many. */
+struct http_call {
+    const struct http_req *req;     /* in; borrowed until the call returns */
+    struct http_resp resp;          /* out, as http_client_do fills it; the
+                                     * caller frees resp.body in every case */
+    int rc;                         /* out: http_client_do's return value */
+    char err[512];                  /* out: the reason when rc is -1 */
+};
+
+/* The most transfers http_client_do_many runs at once. */
+#define HTTP_MANY_MAX 16
+
+/* Performs calls[0..n) concurrently on this client's connection cache,
+ * at most max_parallel (0 or more than HTTP_MANY_MAX: HTTP_MANY_MAX)
+ * transfers at a time, each exactly as http_client_do would perform it
+ * (its own timeout, max_body, on_data and cancelled; on_data and
+ * cancelled run on the calling thread, interleaved between calls). The
+ * client keeps up to HTTP_MANY_MAX extra easy handles (and their TLS
+ * session caches) for this. Returns when every call has ended: the number
+ * of calls with rc -1. */
+int http_client_do_many(struct http_client *c, struct http_call *calls,
+                        size_t n, size_t max_parallel);
+
 /* Percent-encoding for query strings and form bodies, Go url.QueryEscape
  * style (space -> '+', everything but A-Za-z0-9-_.~ as %XX upper-case). */
 int http_query_escape(struct buf *out, const char *s, size_t len);

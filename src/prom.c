@@ -792,6 +792,104 @@ status_ok(long s)
     return (s >= 200 && s < 300) || s == 400 || s == 422 || s == 503;
 }
 
+/* One API call being made: the request and what it borrows. */
+struct pcall {
+    const char *endpoint;
+    struct prom_wire w;
+    struct http_req req;            /* points into w and token */
+    char *token;                    /* owned */
+    double t0;
+};
+
+/* Builds the request of one API call (the body is streamed to on_data
+ * when set, else buffered). 0, or -1 with err (nothing left to free). */
+static int
+pcall_prepare(struct prom_client *p, const char *endpoint,
+              const char *const *kv, long timeout_ms, size_t max_body,
+              int (*on_data)(void *, const char *, size_t), void *ctx,
+              struct pcall *pc, char *err, size_t errlen)
+{
+    struct http_req *req = &pc->req;
+
+    memset(pc, 0, sizeof *pc);
+    pc->endpoint = endpoint;
+    if (prom_build_request(p, endpoint, kv, &pc->w, err, errlen) != 0)
+        return -1;
+    req->method = pc->w.method;
+    req->url = pc->w.url;
+    req->headers = (const char *const *)(strcmp(pc->w.method, "POST") == 0
+                                             ? p->post_headers : p->headers);
+    req->body = pc->w.body;
+    req->body_len = pc->w.body_len;
+    req->timeout_ms = timeout_ms;
+    req->tls = p->has_tls ? &p->tls : NULL;
+    req->max_body = max_body;
+    req->on_data = on_data;
+    req->ctx = ctx;
+    /* Authorization, first match wins, as Go's layering gives it: an
+     * explicit --prometheus-header; the URL's user-info (set by
+     * http.Client before any round tripper); --prometheus-token-file; the
+     * kubeconfig's token, token file or basic credentials. */
+    if (p->has_auth_header) {
+        /* nothing to add */
+    } else if (p->basic_user) {
+        req->basic_user = p->basic_user;
+        req->basic_pass = p->basic_pass;
+    } else {
+        if (p->has_token_file)
+            pc->token = token_src_get(&p->token_file);
+        if ((!pc->token || !*pc->token) && p->has_auth_token_file) {
+            free(pc->token);
+            pc->token = token_src_get(&p->auth_token_file);
+        }
+        req->bearer_token = pc->token && *pc->token ? pc->token : p->auth_token;
+        if (!req->bearer_token || !*req->bearer_token) {
+            req->basic_user = p->auth_user;
+            req->basic_pass = p->auth_pass;
+        }
+    }
+    if (pc->w.body)
+        LOGV(6, "%s %s body=%.4096s%s", pc->w.method, pc->w.url, pc->w.body,
+             pc->w.body_len > 4096 ? "..." : "");
+    else
+        LOGV(6, "%s %s", pc->w.method, pc->w.url);
+    pc->t0 = metrics_now();
+    return 0;
+}
+
+/* Ends one API call whose transfer returned transport_rc (err holds its
+ * reason when non-zero): records its duration and maps the status.
+ * Returns -1 on a transport error or unknown status (err set). Frees
+ * what pcall_prepare made; the caller still frees resp->body. */
+static int
+pcall_finish(struct pcall *pc, const struct http_resp *resp, int transport_rc,
+             char *err, size_t errlen)
+{
+    const char *what = strrchr(pc->endpoint, '/') + 1;
+    int rc = -1;
+
+    /* curl's own transfer time: in a batch the call may end before the
+     * caller gets to it */
+    metrics_observe(METRICS_PROM_DURATION, what, NULL,
+                    resp->total_seconds > 0 ? resp->total_seconds
+                                            : metrics_now() - pc->t0);
+    if (resp->status != 0 && !status_ok(resp->status)) {
+        snprintf(err, errlen, "bad_response: unknown response code %ld",
+                 resp->status);
+        goto done;
+    }
+    if (transport_rc != 0)
+        goto done;
+    rc = 0;
+done:
+    if (rc != 0)
+        metrics_add(METRICS_PROM_ERRORS, what, NULL, 1);
+    free(pc->token);
+    prom_wire_free(&pc->w);
+    memset(pc, 0, sizeof *pc);
+    return rc;
+}
+
 /* Performs one API call; the body is streamed to on_data when set, else
  * buffered into resp. Returns -1 on a transport error or unknown status
  * (err set); the caller frees resp->body in every case. */
@@ -801,70 +899,15 @@ do_call(struct prom_client *p, struct http_client *hc, const char *endpoint,
         int (*on_data)(void *, const char *, size_t), void *ctx,
         struct http_resp *resp, int *transport_rc, char *err, size_t errlen)
 {
-    struct prom_wire w;
-    struct http_req req;
-    char *token = NULL;
-    int rc = -1;
+    struct pcall pc;
 
     memset(resp, 0, sizeof *resp);
     buf_init(&resp->body, 0);
-    if (prom_build_request(p, endpoint, kv, &w, err, errlen) != 0)
+    if (pcall_prepare(p, endpoint, kv, timeout_ms, max_body, on_data, ctx,
+                      &pc, err, errlen) != 0)
         return -1;
-    memset(&req, 0, sizeof req);
-    req.method = w.method;
-    req.url = w.url;
-    req.headers = (const char *const *)(strcmp(w.method, "POST") == 0
-                                            ? p->post_headers : p->headers);
-    req.body = w.body;
-    req.body_len = w.body_len;
-    req.timeout_ms = timeout_ms;
-    req.tls = p->has_tls ? &p->tls : NULL;
-    req.max_body = max_body;
-    req.on_data = on_data;
-    req.ctx = ctx;
-    /* Authorization, first match wins, as Go's layering gives it: an
-     * explicit --prometheus-header; the URL's user-info (set by
-     * http.Client before any round tripper); --prometheus-token-file; the
-     * kubeconfig's token, token file or basic credentials. */
-    if (p->has_auth_header) {
-        /* nothing to add */
-    } else if (p->basic_user) {
-        req.basic_user = p->basic_user;
-        req.basic_pass = p->basic_pass;
-    } else {
-        if (p->has_token_file)
-            token = token_src_get(&p->token_file);
-        if ((!token || !*token) && p->has_auth_token_file) {
-            free(token);
-            token = token_src_get(&p->auth_token_file);
-        }
-        req.bearer_token = token && *token ? token : p->auth_token;
-        if (!req.bearer_token || !*req.bearer_token) {
-            req.basic_user = p->auth_user;
-            req.basic_pass = p->auth_pass;
-        }
-    }
-    if (w.body)
-        LOGV(6, "%s %s body=%.4096s%s", w.method, w.url, w.body,
-             w.body_len > 4096 ? "..." : "");
-    else
-        LOGV(6, "%s %s", w.method, w.url);
-    double t0 = metrics_now();
-    *transport_rc = http_client_do(hc, &req, resp, err, errlen);
-    metrics_observe(METRICS_PROM_DURATION, strrchr(endpoint, '/') + 1, NULL, metrics_now() - t0);
-    if (resp->status != 0 && !status_ok(resp->status)) {
-        snprintf(err, errlen, "bad_response: unknown response code %ld",
-                 resp->status);
-        goto done;
-    }
-    if (*transport_rc != 0)
-        goto done;
-    rc = 0;
-done:
-    if (rc != 0) metrics_add(METRICS_PROM_ERRORS, strrchr(endpoint, '/') + 1, NULL, 1);
-    free(token);
-    prom_wire_free(&w);
-    return rc;
+    *transport_rc = http_client_do(hc, &pc.req, resp, err, errlen);
+    return pcall_finish(&pc, resp, *transport_rc, err, errlen);
 }
 
 /* Formats the API error of a response whose status was "error". */
@@ -2214,6 +2257,28 @@ query_params(const struct prom_client *p, const char *promql, double time,
     }
 }
 
+/* The outcome of one instant query whose call (do_call or pcall_finish)
+ * returned call_rc, its transfer transport_rc; err holds the call's
+ * reason when call_rc is -1. */
+static int
+query_outcome(struct query_parse *qp, const struct http_resp *resp,
+              int call_rc, int transport_rc, double time,
+              struct prom_result **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (call_rc == 0)
+        return qp_finish(qp, time, out, err, errlen);
+    /* a body the parser stopped: report why, as a full parse would */
+    if (transport_rc != 0 && resp->status != 0 && status_ok(resp->status)) {
+        if (qp->oom)
+            snprintf(err, errlen, "out of memory");
+        else if (qp->parse_failed)
+            snprintf(err, errlen, "bad_response: %s",
+                     qp->perr[0] ? qp->perr : "invalid JSON");
+    }
+    return -1;
+}
+
 /* One instant query on the wire, no sharing: *out gets a fresh result
  * holding one reference. The answer is parsed while it streams in. */
 static int
@@ -2235,19 +2300,9 @@ query_once(struct prom_client *p, struct http_client *hc, const char *promql,
         goto done;
     }
     query_params(p, promql, time, timeout_s, kv, ts, tmo, &timeout_ms);
-    if (do_call(p, hc, "/api/v1/query", kv, timeout_ms, QUERY_MAX_BODY,
-                query_on_data, &qp, &resp, &trc, err, errlen) != 0) {
-        /* a body the parser stopped: report why, as a full parse would */
-        if (trc != 0 && resp.status != 0 && status_ok(resp.status)) {
-            if (qp.oom)
-                snprintf(err, errlen, "out of memory");
-            else if (qp.parse_failed)
-                snprintf(err, errlen, "bad_response: %s",
-                         qp.perr[0] ? qp.perr : "invalid JSON");
-        }
-        goto done;
-    }
-    rc = qp_finish(&qp, time, out, err, errlen);
+    rc = do_call(p, hc, "/api/v1/query", kv, timeout_ms, QUERY_MAX_BODY,
+                 query_on_data, &qp, &resp, &trc, err, errlen);
+    rc = query_outcome(&qp, &resp, rc, trc, time, out, err, errlen);
 done:
     qp_fini(&qp);
     buf_free(&resp.body);
@@ -2361,78 +2416,41 @@ cache_put(struct prom_client *p, const char *key, struct prom_result *res,
     p->ncache++;
 }
 
-/* Keyed by the PromQL alone: time= differs between any two calls (it is
- * "now"), and a caller that joins gets an answer evaluated at most one
- * call's duration earlier. The waiter's own deadline bounds its wait. */
-int
-prom_query(struct prom_client *p, struct http_client *hc, const char *promql,
-           double time, double timeout_s, struct prom_result **out,
-           char *err, size_t errlen)
+/* Waits (p->mu held) for the flight f this caller joined, until
+ * deadline_ms (monotonic), and drops the caller's reference. */
+static int
+flight_wait(struct prom_client *p, struct flight *f, long long deadline_ms,
+            long wait_ms, struct prom_result **out, char *err, size_t errlen)
 {
-    struct flight *f;
-    struct prom_result *res = NULL;
-    long wait_ms = timeout_s > 0 ? (long)(timeout_s * 1000.0) + 1
-                                 : p->timeout_ms;
-    int rc = -1;
+    struct timespec ts = { .tv_sec = deadline_ms / 1000,
+                           .tv_nsec = (long)(deadline_ms % 1000) * 1000000L };
+    int w = 0, rc = -1;
 
-    *out = NULL;
-    pthread_mutex_lock(&p->mu);
-    p->stats.queries++;
-    if (p->cache_ttl_ms > 0) {
-        res = cache_get(p, promql, mono_ms());
-        if (res) {
-            p->stats.cache_hits++;
-            metrics_add(METRICS_CACHE_LOOKUPS, "query", "hit", 1);
-            pthread_mutex_unlock(&p->mu);
-            LOGV(5, "query answered from the cache: %s", promql);
-            *out = res;
-            return 0;
-        }
-        metrics_add(METRICS_CACHE_LOOKUPS, "query", "miss", 1);
+    while (!f->done && w != ETIMEDOUT)
+        w = pthread_cond_timedwait(&f->cv, &p->mu, &ts);
+    if (!f->done) {
+        snprintf(err, errlen, "timeout: no answer from Prometheus within "
+                 "%ldms (waiting for an identical query)", wait_ms);
+    } else if (f->rc == 0) {
+        p->stats.coalesced++;
+        *out = result_ref(f->res);
+        rc = 0;
+    } else {
+        p->stats.coalesced++;
+        snprintf(err, errlen, "%s", f->err);
     }
-    for (f = p->flights; f; f = f->next)
-        if (strcmp(f->key, promql) == 0)
-            break;
-    if (f) {
-        long long dl = mono_ms() + wait_ms;
-        struct timespec ts = { .tv_sec = dl / 1000,
-                               .tv_nsec = (long)(dl % 1000) * 1000000L };
-        int w = 0;
+    flight_release(f);
+    return rc;
+}
 
-        f->refs++;
-        while (!f->done && w != ETIMEDOUT)
-            w = pthread_cond_timedwait(&f->cv, &p->mu, &ts);
-        if (!f->done) {
-            snprintf(err, errlen, "timeout: no answer from Prometheus within "
-                     "%ldms (waiting for an identical query)", wait_ms);
-        } else if (f->rc == 0) {
-            p->stats.coalesced++;
-            *out = result_ref(f->res);
-            rc = 0;
-        } else {
-            p->stats.coalesced++;
-            snprintf(err, errlen, "%s", f->err);
-        }
-        flight_release(f);
-        pthread_mutex_unlock(&p->mu);
-        LOGV(5, "query shared an in-flight request (rc %d): %s", rc, promql);
-        return rc;
-    }
-    f = flight_new(promql);
-    if (f) {
-        f->next = p->flights;
-        p->flights = f;
-    }
-    p->stats.requests++;
-    pthread_mutex_unlock(&p->mu);
-
-    rc = query_once(p, hc, promql, time, timeout_s, &res, err, errlen);
-    if (!f) {   /* out of memory for the table: an unshared call */
-        *out = res;
-        return rc;
-    }
-
-    pthread_mutex_lock(&p->mu);
+/* The leader of flight f publishes its outcome (p->mu held): res (the
+ * leader's reference, taken over) or err; wakes the waiters, caches a
+ * success and gives the leader its own reference in *out. */
+static void
+flight_finish(struct prom_client *p, struct flight *f, const char *promql,
+              int rc, struct prom_result *res, const char *err,
+              struct prom_result **out)
+{
     for (struct flight **pp = &p->flights; *pp; pp = &(*pp)->next)
         if (*pp == f) {
             *pp = f->next;
@@ -2450,8 +2468,202 @@ prom_query(struct prom_client *p, struct http_client *hc, const char *promql,
     }
     pthread_cond_broadcast(&f->cv);
     flight_release(f);
+}
+
+/* How a query of a call is answered: from the cache, by joining an
+ * identical request in flight, or by a request of its own. */
+enum qrole { ROLE_CACHED, ROLE_JOIN, ROLE_LEAD };
+
+/* p->mu held. Counts the query and decides its role: ROLE_CACHED sets *out;
+ * ROLE_JOIN and ROLE_LEAD set *fp (ROLE_LEAD: a new flight, or NULL when out of
+ * memory, which makes an unshared call). */
+static enum qrole
+query_role(struct prom_client *p, const char *promql, struct prom_result **out,
+           struct flight **fp)
+{
+    struct flight *f;
+
+    *fp = NULL;
+    p->stats.queries++;
+    if (p->cache_ttl_ms > 0) {
+        *out = cache_get(p, promql, mono_ms());
+        if (*out) {
+            p->stats.cache_hits++;
+            metrics_add(METRICS_CACHE_LOOKUPS, "query", "hit", 1);
+            return ROLE_CACHED;
+        }
+        metrics_add(METRICS_CACHE_LOOKUPS, "query", "miss", 1);
+    }
+    for (f = p->flights; f; f = f->next)
+        if (strcmp(f->key, promql) == 0)
+            break;
+    if (f) {
+        f->refs++;
+        *fp = f;
+        return ROLE_JOIN;
+    }
+    f = flight_new(promql);
+    if (f) {
+        f->next = p->flights;
+        p->flights = f;
+    }
+    p->stats.requests++;
+    *fp = f;
+    return ROLE_LEAD;
+}
+
+/* Keyed by the PromQL alone: time= differs between any two calls (it is
+ * "now"), and a caller that joins gets an answer evaluated at most one
+ * call's duration earlier. The waiter's own deadline bounds its wait. */
+int
+prom_query(struct prom_client *p, struct http_client *hc, const char *promql,
+           double time, double timeout_s, struct prom_result **out,
+           char *err, size_t errlen)
+{
+    struct flight *f;
+    struct prom_result *res = NULL;
+    long wait_ms = timeout_s > 0 ? (long)(timeout_s * 1000.0) + 1
+                                 : p->timeout_ms;
+    enum qrole role;
+    int rc = -1;
+
+    *out = NULL;
+    pthread_mutex_lock(&p->mu);
+    role = query_role(p, promql, out, &f);
+    if (role == ROLE_CACHED) {
+        pthread_mutex_unlock(&p->mu);
+        LOGV(5, "query answered from the cache: %s", promql);
+        return 0;
+    }
+    if (role == ROLE_JOIN) {
+        rc = flight_wait(p, f, mono_ms() + wait_ms, wait_ms, out, err, errlen);
+        pthread_mutex_unlock(&p->mu);
+        LOGV(5, "query shared an in-flight request (rc %d): %s", rc, promql);
+        return rc;
+    }
+    pthread_mutex_unlock(&p->mu);
+
+    rc = query_once(p, hc, promql, time, timeout_s, &res, err, errlen);
+    if (!f) {   /* out of memory for the table: an unshared call */
+        *out = res;
+        return rc;
+    }
+    pthread_mutex_lock(&p->mu);
+    flight_finish(p, f, promql, rc, res, err, out);
     pthread_mutex_unlock(&p->mu);
     return rc;
+}
+
+/* One query of a prom_query_many call. */
+struct mq {
+    enum qrole role;
+    struct flight *f;
+    struct query_parse qp;
+    struct pcall pc;
+    bool started;                   /* pc prepared; calls[call] is its transfer */
+    size_t call;
+    int rc;
+};
+
+int
+prom_query_many(struct prom_client *p, struct http_client *hc, size_t n,
+                const char *const *promqls, double time, double timeout_s,
+                struct prom_result **outs, char *errs, size_t errlen)
+{
+    long wait_ms = timeout_s > 0 ? (long)(timeout_s * 1000.0) + 1
+                                 : p->timeout_ms;
+    long long deadline = mono_ms() + wait_ms;
+    struct mq *q = calloc(n ? n : 1, sizeof *q);
+    struct http_call *calls = calloc(n ? n : 1, sizeof *calls);
+    char ts[40], tmo[40];
+    const char *kv[7];
+    long timeout_ms;
+    size_t ncalls = 0;
+    int failed = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        outs[i] = NULL;
+        errs[i * errlen] = '\0';
+    }
+    if (!q || !calls) {
+        for (size_t i = 0; i < n; i++)
+            snprintf(errs + i * errlen, errlen, "out of memory");
+        free(q);
+        free(calls);
+        return (int)n;
+    }
+    /* 1. roles: the cache, identical requests in flight (this batch's
+     * included: a repeated query joins its first occurrence) */
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < n; i++)
+        q[i].role = query_role(p, promqls[i], &outs[i], &q[i].f);
+    pthread_mutex_unlock(&p->mu);
+
+    /* 2. this call's own requests, concurrently; each answer is parsed as
+     * it streams in */
+    query_params(p, "", time, timeout_s, kv, ts, tmo, &timeout_ms);
+    for (size_t i = 0; i < n; i++) {
+        char *err = errs + i * errlen;
+        q[i].rc = -1;
+        if (q[i].role != ROLE_LEAD)
+            continue;
+        if (qp_init(&q[i].qp) != 0) {
+            snprintf(err, errlen, "out of memory");
+            continue;
+        }
+        kv[1] = promqls[i];
+        if (pcall_prepare(p, "/api/v1/query", kv, timeout_ms, QUERY_MAX_BODY,
+                          query_on_data, &q[i].qp, &q[i].pc, err, errlen) != 0)
+            continue;
+        q[i].started = true;
+        q[i].call = ncalls;
+        calls[ncalls++].req = &q[i].pc.req;
+    }
+    http_client_do_many(hc, calls, ncalls, PROM_MANY_PARALLEL);
+    for (size_t i = 0; i < n; i++) {
+        char *err = errs + i * errlen;
+        struct prom_result *res = NULL;
+        if (q[i].role != ROLE_LEAD)
+            continue;
+        if (q[i].started) {
+            struct http_call *c = &calls[q[i].call];
+            int trc = c->rc;
+            if (trc != 0)
+                snprintf(err, errlen, "%s", c->err);
+            int crc = pcall_finish(&q[i].pc, &c->resp, trc, err, errlen);
+            q[i].rc = query_outcome(&q[i].qp, &c->resp, crc, trc, time, &res,
+                                    err, errlen);
+            buf_free(&c->resp.body);
+        }
+        qp_fini(&q[i].qp);
+        /* 3. publish to the flight (waiters, cache) */
+        if (!q[i].f) {
+            outs[i] = res;
+            continue;
+        }
+        pthread_mutex_lock(&p->mu);
+        flight_finish(p, q[i].f, promqls[i], q[i].rc, res, err, &outs[i]);
+        pthread_mutex_unlock(&p->mu);
+    }
+
+    /* 4. the joined ones: after our own requests are published, so that a
+     * query repeated within the batch, or two batches each waiting for the
+     * other's query, never wait on themselves */
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < n; i++)
+        if (q[i].role == ROLE_JOIN)
+            q[i].rc = flight_wait(p, q[i].f, deadline, wait_ms, &outs[i],
+                                  errs + i * errlen, errlen);
+        else if (q[i].role == ROLE_CACHED)
+            q[i].rc = 0;
+    pthread_mutex_unlock(&p->mu);
+    for (size_t i = 0; i < n; i++)
+        if (q[i].rc != 0)
+            failed++;
+    LOGV(5, "%zu queries: %zu requests, %d failed", n, ncalls, failed);
+    free(q);
+    free(calls);
+    return failed;
 }
 
 void

@@ -128,6 +128,22 @@ int prom_query(struct prom_client *p, struct http_client *hc,
 /* Releases one reference; NULL is a no-op. */
 void prom_result_free(struct prom_result *r);
 
+/* Transfers prom_query_many runs at once on one struct http_client. */
+#define PROM_MANY_PARALLEL 8
+
+/* n instant queries at once, as n prom_query calls with the same time and
+ * timeout_s would answer them, but concurrently: the requests this call
+ * makes itself go out together on hc (at most PROM_MANY_PARALLEL
+ * transfers at a time) and are parsed as they stream in. Each query is
+ * answered from the cache, by an identical request in flight (another
+ * thread's, or the first occurrence of a query repeated in promqls), or
+ * by its own request. outs[i] receives one reference (prom_result_free)
+ * or NULL, with the reason in errs + i * errlen (errs holds n * errlen
+ * bytes). Returns the number of queries that failed. */
+int prom_query_many(struct prom_client *p, struct http_client *hc, size_t n,
+                    const char *const *promqls, double time, double timeout_s,
+                    struct prom_result **outs, char *errs, size_t errlen);
+
 /* Counters since start-up (for logs and /metrics). */
 struct prom_stats {
     unsigned long long queries;    /* prom_query calls */

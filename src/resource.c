@@ -5,7 +5,9 @@
  * labels from the watch-fed caches: no Kubernetes call per request once
  * warm), selector.h (labelSelector), engine.h (this thread's engine renders
  * the containerQuery/nodeQuery), prom.h (instant queries on the thread's
- * own HTTP client), quantity.h, jsonw.h, status.h.
+ * own HTTP client: the CPU and memory queries of up to NS_WINDOW
+ * namespaces go out together, prom_query_many, as PA's goroutines do),
+ * quantity.h, jsonw.h, status.h.
  * Must never: fail a request because Prometheus failed (decisions #31: the
  * objects are left out, the failure is logged and counted), or report
  * containers in a random order (decisions #32: sorted by name).
@@ -317,49 +319,42 @@ hits_range(const struct hits *h, const char *obj, size_t *first)
     return end - lo;
 }
 
-/* Renders and runs one query; fills out. -1 with err (already in the
- * words of PA's log line: "unable to construct query: ..." /
- * "unable to execute query: ..."). */
+/* One query of a resource request: rendered, sent together with the
+ * others of its window (prom_query_many), then grouped by object. */
+struct rquery {
+    struct engine_resource_req rq;
+    const char *obj_label;         /* pod or node label of the samples */
+    const char *container_label;   /* or NULL */
+    int rc;                        /* 0, or -1 with err in the words of PA's
+                                    * log line ("unable to construct query:
+                                    * ..." / "unable to execute query: ...") */
+    char err[1024];
+    struct hits hits;              /* rc 0: the samples by object */
+};
+
+#define RQ_ERRLEN 1024
+
+/* Groups the samples of res (taken over) by object into out. */
 static int
-run_query(struct api_call *c, const struct engine_resource_req *rq,
-          const char *obj_label, const char *container_label, double now,
-          struct hits *out, char *err, size_t errlen)
+make_hits(struct prom_result *res, const char *obj_label,
+          const char *container_label, struct hits *out, char *err,
+          size_t errlen)
 {
-    struct buf query;
-    char msg[512];
-    int rc = -1;
-    buf_init(&query, 1 << 24);
     memset(out, 0, sizeof *out);
-    if (engine_render_resource(c->thread->engine, rq, &query, msg,
-                               sizeof msg) != 0) {
-        snprintf(err, errlen, "%s", msg);
-        goto done;
-    }
-    int64_t left = api_remaining_ms(c);
-    if (left > c->api->prom_timeout_ms)
-        left = c->api->prom_timeout_ms;
-    if (left <= 0) {
-        snprintf(err, errlen, "unable to execute query: request deadline exceeded");
-        goto done;
-    }
-    if (prom_query(c->api->prom, c->thread->http, query.data, now,
-                   (double)left / 1000.0, &out->res, msg, sizeof msg) != 0) {
-        snprintf(err, errlen, "unable to execute query: %s", msg);
-        goto done;
-    }
-    if (out->res->type != PROM_VECTOR) {
+    out->res = res;
+    if (res->type != PROM_VECTOR) {
         static const char *const names[] = { "vector", "scalar", "matrix", "string" };
         snprintf(err, errlen, "invalid or empty value of non-vector type (%s) "
-                 "returned", names[out->res->type]);
-        goto done;
+                 "returned", names[res->type]);
+        goto fail;
     }
-    out->h = calloc(out->res->n + 1, sizeof *out->h);
+    out->h = calloc(res->n + 1, sizeof *out->h);
     if (!out->h) {
         snprintf(err, errlen, "out of memory");
-        goto done;
+        goto fail;
     }
-    for (size_t i = 0; i < out->res->n; i++) {
-        const struct prom_sample *s = &out->res->samples[i];
+    for (size_t i = 0; i < res->n; i++) {
+        const struct prom_sample *s = &res->samples[i];
         const char *o = sample_label(s, obj_label);
         if (!o)      /* PA: a sample without the resource label is an error */
             continue;
@@ -370,12 +365,73 @@ run_query(struct api_call *c, const struct engine_resource_req *rq,
         out->h[out->n++] = (struct hit){ o, ct ? ct : "", v, s->ts, i };
     }
     qsort(out->h, out->n, sizeof *out->h, cmp_hit);
-    rc = 0;
+    return 0;
+fail:
+    hits_free(out);
+    return -1;
+}
+
+/* Renders q[0..n) on this thread's engine and runs them concurrently
+ * within the request's Prometheus budget (PA runs them in goroutines);
+ * sets each q[i].rc, err and hits. Out of memory fails the queries. */
+static void
+run_queries(struct api_call *c, struct rquery *q, size_t n, double now)
+{
+    struct buf *text = calloc(n + 1, sizeof *text);
+    const char **qs = calloc(n + 1, sizeof *qs);
+    size_t *ix = calloc(n + 1, sizeof *ix);
+    struct prom_result **outs = calloc(n + 1, sizeof *outs);
+    char *errs = malloc((n + 1) * RQ_ERRLEN);
+    char msg[512];
+    size_t m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        q[i].rc = -1;
+        memset(&q[i].hits, 0, sizeof q[i].hits);
+        snprintf(q[i].err, sizeof q[i].err, "out of memory");
+    }
+    if (!text || !qs || !ix || !outs || !errs)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        buf_init(&text[i], 1 << 24);
+        if (engine_render_resource(c->thread->engine, &q[i].rq, &text[i], msg,
+                                   sizeof msg) != 0) {
+            snprintf(q[i].err, sizeof q[i].err, "%s", msg);
+            continue;
+        }
+        qs[m] = text[i].data ? text[i].data : "";
+        ix[m++] = i;
+    }
+    int64_t left = api_remaining_ms(c);
+    if (left > c->api->prom_timeout_ms)
+        left = c->api->prom_timeout_ms;
+    if (left <= 0) {
+        for (size_t k = 0; k < m; k++)
+            snprintf(q[ix[k]].err, sizeof q[ix[k]].err,
+                     "unable to execute query: request deadline exceeded");
+        goto done;
+    }
+    prom_query_many(c->api->prom, c->thread->http, m, qs, now,
+                    (double)left / 1000.0, outs, errs, RQ_ERRLEN);
+    for (size_t k = 0; k < m; k++) {
+        struct rquery *r = &q[ix[k]];
+        if (!outs[k]) {
+            snprintf(r->err, sizeof r->err, "unable to execute query: %s",
+                     errs + k * RQ_ERRLEN);
+            continue;
+        }
+        r->rc = make_hits(outs[k], r->obj_label, r->container_label, &r->hits,
+                          r->err, sizeof r->err);
+        outs[k] = NULL;
+    }
 done:
-    if (rc != 0)
-        hits_free(out);
-    buf_free(&query);
-    return rc;
+    for (size_t i = 0; text && i < n; i++)
+        buf_free(&text[i]);
+    free(text);
+    free(qs);
+    free(ix);
+    free(outs);
+    free(errs);
 }
 
 /* -- Object output ----------------------------------------------------- */
@@ -500,54 +556,39 @@ load_labels(struct api_call *c, struct rlabels *l, char *err, size_t errlen)
     return 0;
 }
 
-/* Queries CPU and memory for pods[0..n) (one namespace) and writes a
- * PodMetrics for each pod that has both (spec-rules §7.4). Returns the
- * number written; a failed query skips the whole namespace (logged and
- * counted, never an error to the client). -1 only for out of memory. */
+/* Writes a PodMetrics for each pod of pods[0..n) (one namespace) that
+ * has both CPU (cpu) and memory (mem) samples (spec-rules §7.4). Returns
+ * the number written; a failed query skips the whole namespace (logged
+ * and counted, never an error to the client). -1 only for out of memory. */
 static long
-pods_batch(struct api_call *c, const struct rlabels *l,
-           const struct kcache_obj *const *pods, size_t n, double now,
-           struct jsonw *w, bool single)
+pods_write(const struct rlabels *l, const struct kcache_obj *const *pods,
+           size_t n, double now, struct jsonw *w, bool single,
+           const struct rquery *cpuq, const struct rquery *memq)
 {
     const char *ns = pods[0]->namespace;
-    const char **names = calloc(n, sizeof *names);
-    struct hits cpu = {0}, mem = {0};
+    const struct hits *cpu = &cpuq->hits, *mem = &memq->hits;
     struct container *ct = NULL;
     struct stamp created = {0}, sampled = {0};
     struct buf q;
-    char err[1024];
     long emitted = -1;
     buf_init(&q, 256);
-    if (!names)
-        goto done;
-    for (size_t i = 0; i < n; i++)
-        names[i] = pods[i]->name;
-    struct engine_resource_req rq = { "cpu", false, ns, names, n };
-    if (run_query(c, &rq, l->cpu.pod, l->cpu.container, now, &cpu, err,
-                  sizeof err) != 0) {
+    if (cpuq->rc != 0 || memq->rc != 0) {
         atomic_fetch_add(&query_failures, 1);
         LOGE("unable to fetch metrics for pods in namespace \"%s\", skipping: "
-             "unable to fetch pod CPU metrics: %s", ns, err);
+             "unable to fetch pod %s metrics: %s", ns,
+             cpuq->rc != 0 ? "CPU" : "memory",
+             cpuq->rc != 0 ? cpuq->err : memq->err);
         emitted = 0;
         goto done;
     }
-    rq.resource = "memory";
-    if (run_query(c, &rq, l->mem.pod, l->mem.container, now, &mem, err,
-                  sizeof err) != 0) {
-        atomic_fetch_add(&query_failures, 1);
-        LOGE("unable to fetch metrics for pods in namespace \"%s\", skipping: "
-             "unable to fetch pod memory metrics: %s", ns, err);
-        emitted = 0;
-        goto done;
-    }
-    ct = calloc(cpu.n + mem.n + 1, sizeof *ct);
+    ct = calloc(cpu->n + mem->n + 1, sizeof *ct);
     if (!ct)
         goto done;
     emitted = 0;
     for (size_t i = 0; i < n; i++) {
         size_t cf, mf;
-        size_t cn = hits_range(&cpu, pods[i]->name, &cf);
-        size_t mn = hits_range(&mem, pods[i]->name, &mf);
+        size_t cn = hits_range(cpu, pods[i]->name, &cf);
+        size_t mn = hits_range(mem, pods[i]->name, &mf);
         if (!cn || !mn) {
             LOGV(2, "missing %s for pod \"%s/%s\", skipping",
                  cn ? "memory" : "CPU", ns, pods[i]->name);
@@ -557,14 +598,14 @@ pods_batch(struct api_call *c, const struct rlabels *l,
         double ts = INFINITY;
         /* result order within each list: the last sample of a container wins */
         for (size_t k = cf; k < cf + cn; k++) {
-            container_slot(ct, &nct, cpu.h[k].container)->cpu = cpu.h[k].value;
-            if (cpu.h[k].ts < ts)
-                ts = cpu.h[k].ts;
+            container_slot(ct, &nct, cpu->h[k].container)->cpu = cpu->h[k].value;
+            if (cpu->h[k].ts < ts)
+                ts = cpu->h[k].ts;
         }
         for (size_t k = mf; k < mf + mn; k++) {
-            container_slot(ct, &nct, mem.h[k].container)->mem = mem.h[k].value;
-            if (mem.h[k].ts < ts)
-                ts = mem.h[k].ts;
+            container_slot(ct, &nct, mem->h[k].container)->mem = mem->h[k].value;
+            if (mem->h[k].ts < ts)
+                ts = mem->h[k].ts;
         }
         qsort(ct, nct, sizeof *ct, cmp_container);     /* decisions #32 */
         write_head(w, &q, single ? "PodMetrics" : NULL, pods[i], true, now,
@@ -584,9 +625,72 @@ pods_batch(struct api_call *c, const struct rlabels *l,
 done:
     buf_free(&q);
     free(ct);
-    hits_free(&cpu);
-    hits_free(&mem);
+    return emitted;
+}
+
+/* Namespaces whose queries go out together in a pod list: their CPU and
+ * memory queries run concurrently; bounded so that a list of many
+ * namespaces holds a window of answers, not all of them. */
+#define NS_WINDOW 8
+
+/* The CPU and memory queries of the pods names[0..n) of namespace ns. */
+static void
+pods_queries(const struct rlabels *l, const char *ns, const char **names,
+             size_t n, struct rquery *q)
+{
+    memset(q, 0, 2 * sizeof *q);
+    q[0].rq = (struct engine_resource_req){ "cpu", false, ns, names, n };
+    q[0].obj_label = l->cpu.pod;
+    q[0].container_label = l->cpu.container;
+    q[1].rq = (struct engine_resource_req){ "memory", false, ns, names, n };
+    q[1].obj_label = l->mem.pod;
+    q[1].container_label = l->mem.container;
+}
+
+/* Queries and writes pods[0..n), sorted by namespace: NS_WINDOW
+ * namespaces at a time. Returns the number written, -1 for out of
+ * memory. */
+static long
+pods_list_write(struct api_call *c, const struct rlabels *l,
+                const struct kcache_obj *const *pods, size_t n, double now,
+                struct jsonw *w, bool single)
+{
+    const char **names = calloc(n + 1, sizeof *names);
+    struct rquery *q = calloc(2 * NS_WINDOW, sizeof *q);
+    size_t first[NS_WINDOW], count[NS_WINDOW];
+    long emitted = -1, total = 0;
+
+    if (!names || !q)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        names[i] = pods[i]->name;
+    for (size_t i = 0; i < n;) {
+        size_t nw = 0;
+        for (; nw < NS_WINDOW && i < n; nw++) {
+            size_t j = i + 1;
+            while (j < n && !strcmp(pods[j]->namespace, pods[i]->namespace))
+                j++;
+            first[nw] = i;
+            count[nw] = j - i;
+            pods_queries(l, pods[i]->namespace, names + i, j - i, &q[2 * nw]);
+            i = j;
+        }
+        run_queries(c, q, 2 * nw, now);
+        long got = 0;
+        for (size_t k = 0; k < nw && got >= 0; k++) {
+            got = pods_write(l, pods + first[k], count[k], now, w, single,
+                             &q[2 * k], &q[2 * k + 1]);
+            total += got;
+        }
+        for (size_t k = 0; k < 2 * nw; k++)
+            hits_free(&q[k].hits);
+        if (got < 0)
+            goto done;
+    }
+    emitted = total;
+done:
     free(names);
+    free(q);
     return emitted;
 }
 
@@ -714,15 +818,9 @@ list_pods(struct api_call *c, const char *ns)
         if (selector_matches(sel, obj_label, (void *)o) && fsel_matches(&fs, o, true))
             pods[n++] = o;
     }
-    double now = prom_now();
-    for (size_t i = 0; i < n;) {     /* one batch per namespace (sorted) */
-        size_t j = i + 1;
-        while (j < n && !strcmp(pods[j]->namespace, pods[i]->namespace))
-            j++;
-        if (pods_batch(c, &l, pods + i, j - i, now, w, false) < 0)
-            goto oom;
-        i = j;
-    }
+    /* one batch per namespace (the pods are sorted by namespace) */
+    if (pods_list_write(c, &l, pods, n, prom_now(), w, false) < 0)
+        goto oom;
     close_list(c, w);
     w = NULL;
     goto done;
@@ -767,7 +865,7 @@ get_pod(struct api_call *c, const char *ns, const char *name)
         status_internal_error(c->resp, "out of memory");
         goto done;
     }
-    long got = pods_batch(c, &l, &pod, 1, prom_now(), w, true);
+    long got = pods_list_write(c, &l, &pod, 1, prom_now(), w, true);
     if (got < 0) {
         status_internal_error(c->resp, "out of memory");
         goto done;
@@ -790,64 +888,64 @@ done:
 
 /* -- Nodes ---------------------------------------------------------------- */
 
-/* Queries CPU and memory for nodes[0..n) and writes a NodeMetrics for each
- * node with both; PA uses the first sample of each (spec-rules §7.4).
- * Returns the number written, -1 for out of memory. */
+/* Queries CPU and memory for nodes[0..n) (concurrently) and writes a
+ * NodeMetrics for each node with both; PA uses the first sample of each
+ * (spec-rules §7.4). Returns the number written, -1 for out of memory. */
 static long
 nodes_batch(struct api_call *c, const struct rlabels *l,
             const struct kcache_obj *const *nodes, size_t n, struct jsonw *w,
             bool single)
 {
     const char **names = calloc(n + 1, sizeof *names);
-    struct hits cpu = {0}, mem = {0};
+    struct rquery *q = calloc(2, sizeof *q);
     struct stamp created = {0}, sampled = {0};
-    struct buf q;
-    char err[1024];
+    struct buf qb;
     long emitted = -1;
     double now = prom_now();
-    buf_init(&q, 256);
-    if (!names)
+    buf_init(&qb, 256);
+    if (!names || !q)
         goto done;
     emitted = 0;
     if (n == 0)
         goto done;
     for (size_t i = 0; i < n; i++)
         names[i] = nodes[i]->name;
-    struct engine_resource_req rq = { "cpu", true, "", names, n };
-    if (run_query(c, &rq, l->cpu.node, NULL, now, &cpu, err, sizeof err) != 0) {
+    q[0].rq = (struct engine_resource_req){ "cpu", true, "", names, n };
+    q[0].obj_label = l->cpu.node;
+    q[1].rq = (struct engine_resource_req){ "memory", true, "", names, n };
+    q[1].obj_label = l->mem.node;
+    run_queries(c, q, 2, now);
+    if (q[0].rc != 0 || q[1].rc != 0) {
         atomic_fetch_add(&query_failures, 1);
-        LOGE("failed querying node metrics: unable to fetch node CPU metrics: %s",
-             err);
+        LOGE("failed querying node metrics: unable to fetch node %s metrics: %s",
+             q[0].rc != 0 ? "CPU" : "memory", q[0].rc != 0 ? q[0].err : q[1].err);
         goto done;
     }
-    rq.resource = "memory";
-    if (run_query(c, &rq, l->mem.node, NULL, now, &mem, err, sizeof err) != 0) {
-        atomic_fetch_add(&query_failures, 1);
-        LOGE("failed querying node metrics: unable to fetch node memory "
-             "metrics: %s", err);
-        goto done;
-    }
+    const struct hits *cpu = &q[0].hits, *mem = &q[1].hits;
     for (size_t i = 0; i < n; i++) {
         size_t cf, mf;
-        size_t cn = hits_range(&cpu, nodes[i]->name, &cf);
-        size_t mn = hits_range(&mem, nodes[i]->name, &mf);
+        size_t cn = hits_range(cpu, nodes[i]->name, &cf);
+        size_t mn = hits_range(mem, nodes[i]->name, &mf);
         if (!cn || !mn) {
             LOGV(2, "missing %s for node \"%s\", skipping", cn ? "memory" : "CPU",
                  nodes[i]->name);
             continue;
         }
-        const struct hit *hc = &cpu.h[cf], *hm = &mem.h[mf];
+        const struct hit *hc = &cpu->h[cf], *hm = &mem->h[mf];
         double ts = hc->ts < hm->ts ? hc->ts : hm->ts;
-        write_head(w, &q, single ? "NodeMetrics" : NULL, nodes[i], false, now,
+        write_head(w, &qb, single ? "NodeMetrics" : NULL, nodes[i], false, now,
                    ts, l->window, &created, &sampled);
-        write_usage(w, &q, hc->value, hm->value);
+        write_usage(w, &qb, hc->value, hm->value);
         jsonw_map_close(w);
         emitted++;
     }
 done:
-    buf_free(&q);
-    hits_free(&cpu);
-    hits_free(&mem);
+    buf_free(&qb);
+    if (q) {
+        hits_free(&q[0].hits);
+        hits_free(&q[1].hits);
+    }
+    free(q);
     free(names);
     return emitted;
 }
