@@ -80,6 +80,22 @@ function R.fds(pid)
     return n
 end
 
+-- TCP connections whose local port is `port` (the server side of client
+-- connections), in any state that still holds a descriptor (TIME-WAIT and
+-- LISTEN left out).
+function R.server_conns(port)
+    local f = io.popen("ss -tanH 2>/dev/null")
+    local n = 0
+    for line in f:lines() do
+        local state, lport = line:match("^(%S+)%s+%d+%s+%d+%s+%S-:(%d+)%s")
+        if lport and tonumber(lport) == port and state ~= "LISTEN" and state ~= "TIME-WAIT" then
+            n = n + 1
+        end
+    end
+    f:close()
+    return n
+end
+
 -- True when s is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF).
 function R.valid_utf8(s)
     local i, n = 1, #s
