@@ -260,29 +260,6 @@ now_ms(void)
     return server_now_ms();
 }
 
-static char *
-read_text(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    struct buf b;
-    char chunk[8192];
-    size_t n;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf_init(&b, MAX_DOC);
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_add(&b, chunk, n) != 0) {
-            snprintf(err, errlen, "read %s: too large", path);
-            fclose(f);
-            return NULL;
-        }
-    }
-    fclose(f);
-    return buf_take(&b, NULL);
-}
 
 /* Builds a snapshot from the flags plus the ConfigMap data (cm may be
  * NULL: no ConfigMap content). */
@@ -773,7 +750,7 @@ authn_new(const struct options *o, struct kube_client *kc, char *err,
     warn_standard(&a->flag_extra, "requestheader-extra-headers-prefix",
                   "X-Remote-Extra-");
     if (o->client_ca_file != NULL && o->client_ca_file[0] != '\0') {
-        a->client_ca_pem = read_text(o->client_ca_file, e2, sizeof e2);
+        a->client_ca_pem = buf_read_file(o->client_ca_file, MAX_DOC, NULL, e2, sizeof e2);
         if (a->client_ca_pem == NULL) {
             snprintf(err, errlen, "unable to load client CA file %s: %s",
                      o->client_ca_file, e2);
@@ -784,7 +761,7 @@ authn_new(const struct options *o, struct kube_client *kc, char *err,
     }
     if (o->requestheader_client_ca_file != NULL &&
         o->requestheader_client_ca_file[0] != '\0') {
-        a->rh_ca_pem = read_text(o->requestheader_client_ca_file, e2,
+        a->rh_ca_pem = buf_read_file(o->requestheader_client_ca_file, MAX_DOC, NULL, e2,
                                  sizeof e2);
         if (a->rh_ca_pem == NULL) {
             snprintf(err, errlen, "unable to load request-header client CA "

@@ -1,5 +1,7 @@
-/* buf.c: bounded growable byte buffer (see buf.h). Uses libc only. */
+/* buf.c: bounded growable byte buffer, and whole-file reads into one
+ * (see buf.h). Uses libc only. */
 #include "buf.h"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,4 +113,49 @@ buf_take(struct buf *b, size_t *len)
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
+}
+
+/* Go's os errors print the C library's text in lower case. */
+static void
+go_strerror(char *out, size_t outlen, int e)
+{
+    snprintf(out, outlen, "%s", strerror(e));
+    if (out[0] >= 'A' && out[0] <= 'Z')
+        out[0] = (char)(out[0] + ('a' - 'A'));
+}
+
+char *
+buf_read_file(const char *path, size_t max, size_t *len, char *err,
+              size_t errlen)
+{
+    char why[128], chunk[65536];
+    struct buf b;
+    size_t n;
+    char *out = NULL;
+    FILE *f = fopen(path, "rb");
+
+    if (!f) {
+        go_strerror(why, sizeof why, errno);
+        snprintf(err, errlen, "open %s: %s", path, why);
+        return NULL;
+    }
+    buf_init(&b, max);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (buf_add(&b, chunk, n) < 0) {
+            snprintf(err, errlen, "read %s: file too large", path);
+            goto done;
+        }
+    }
+    if (ferror(f)) {
+        go_strerror(why, sizeof why, errno);
+        snprintf(err, errlen, "read %s: %s", path, why);
+        goto done;
+    }
+    out = buf_take(&b, len);
+    if (!out)
+        snprintf(err, errlen, "read %s: out of memory", path);
+done:
+    fclose(f);
+    buf_free(&b);
+    return out;
 }

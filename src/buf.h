@@ -28,5 +28,12 @@ int buf_vaddf(struct buf *b, const char *fmt, va_list ap);
  * allocation failure. */
 char *buf_take(struct buf *b, size_t *len);
 void buf_reset(struct buf *b);  /* len = 0, keeps the allocation */
+/* Reads a whole file of at most max bytes into a malloc'd, NUL-terminated
+ * string (caller frees; *len gets its length when len is non-NULL). NULL
+ * on failure, with Go's wording in err, since these texts reach PA-style
+ * messages: "open <path>: no such file or directory", "read <path>: file
+ * too large". */
+char *buf_read_file(const char *path, size_t max, size_t *len, char *err,
+                    size_t errlen);
 void buf_free(struct buf *b);   /* frees contents; the struct stays usable */
 #endif

@@ -48,40 +48,6 @@ ssl_err(char *err, size_t errlen, const char *msg)
     snprintf(err, errlen, "%s%s%s", msg, s[0] ? ": " : "", s);
 }
 
-/* Reads a whole file (bounded) into a malloc'd string. */
-static char *
-read_file(const char *path, char *err, size_t errlen)
-{
-    struct buf b;
-    char chunk[8192];
-    FILE *f = fopen(path, "rb");
-    size_t n;
-    char *out;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf_init(&b, PEM_MAX);
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_add(&b, chunk, n) < 0) {
-            snprintf(err, errlen, "read %s: file too large", path);
-            fclose(f);
-            return NULL;
-        }
-    }
-    if (ferror(f)) {
-        snprintf(err, errlen, "read %s: %s", path, strerror(errno));
-        buf_free(&b);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-    out = buf_take(&b, NULL);
-    if (out == NULL)
-        snprintf(err, errlen, "read %s: out of memory", path);
-    return out;
-}
 
 /* Checks that the PEM texts hold a certificate and a private key that
  * belong together. */
@@ -135,10 +101,10 @@ load_pair(const char *cert_file, const char *key_file, char **cert_pem,
 {
     char what[4200];
 
-    *cert_pem = read_file(cert_file, err, errlen);
+    *cert_pem = buf_read_file(cert_file, PEM_MAX, NULL, err, errlen);
     if (*cert_pem == NULL)
         return -1;
-    *key_pem = read_file(key_file, err, errlen);
+    *key_pem = buf_read_file(key_file, PEM_MAX, NULL, err, errlen);
     if (*key_pem == NULL)
         goto fail;
     snprintf(what, sizeof what, "(%s, %s)", cert_file, key_file);

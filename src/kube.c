@@ -38,38 +38,6 @@ seterr(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Reads a whole (small) file; NULL with errno-based message on failure. */
-static char *
-read_file(const char *path, size_t max, size_t *lenp, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    struct buf b;
-    char chunk[4096];
-    size_t n;
-
-    buf_init(&b, max);
-    if (!f) {
-        seterr(err, errlen, "open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        if (buf_add(&b, chunk, n) < 0) {
-            seterr(err, errlen, "read %s: file too large", path);
-            fclose(f);
-            return NULL;
-        }
-    if (ferror(f)) {
-        seterr(err, errlen, "read %s: %s", path, strerror(errno));
-        fclose(f);
-        buf_free(&b);
-        return NULL;
-    }
-    fclose(f);
-    char *s = buf_take(&b, lenp);
-    if (!s)
-        seterr(err, errlen, "out of memory");
-    return s;
-}
 
 /* -- kubeconfig ------------------------------------------------------------- */
 
@@ -235,7 +203,7 @@ load_kubeconfig(const char *path, struct kube_config *c, char *err,
     int rc = -1;
     char e[256];
 
-    text = read_file(path, 16u << 20, &len, e, sizeof(e));
+    text = buf_read_file(path, 16u << 20, &len, e, sizeof(e));
     if (!text) {
         seterr(err, errlen, "%s", e);
         goto done;
@@ -392,7 +360,7 @@ load_in_cluster(struct kube_config *c, char *err, size_t errlen)
     if (!(c->token_file = strdup(path)))
         goto oom;
     /* The token must be readable at start; later reads follow rotation. */
-    char *t = read_file(path, 1 << 20, NULL, e, sizeof(e));
+    char *t = buf_read_file(path, 1 << 20, NULL, e, sizeof(e));
     if (!t) {
         seterr(err, errlen, "%s", e);
         return -1;
@@ -438,7 +406,7 @@ kube_config_token(const struct kube_config *c, char *err, size_t errlen)
         return strdup(c->token);
     if (!c->token_file)
         return NULL;
-    char *raw = read_file(c->token_file, 1 << 20, NULL, e, sizeof(e));
+    char *raw = buf_read_file(c->token_file, 1 << 20, NULL, e, sizeof(e));
     if (!raw) {
         seterr(err, errlen, "reading token file: %s", e);
         return NULL;

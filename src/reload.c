@@ -21,6 +21,9 @@
 
 #define MAX_WATCHED 64
 
+/* Longest config file or hook script read. */
+#define CONFIG_MAX ((size_t)64 << 20)
+
 /* -- Store -------------------------------------------------------------- */
 
 void
@@ -50,12 +53,12 @@ config_snap_load(const char *config_file, const char *const *scripts,
     if (!s->script_texts)
         goto oom;
     s->nscripts = nscripts;
-    s->text = reload_read_file(config_file, &s->len, err, errlen);
+    s->text = buf_read_file(config_file, CONFIG_MAX, &s->len, err, errlen);
     if (!s->text)
         goto fail;
     for (size_t i = 0; i < nscripts; i++) {
         size_t n;
-        s->script_texts[i] = reload_read_file(scripts[i], &n, err, errlen);
+        s->script_texts[i] = buf_read_file(scripts[i], CONFIG_MAX, &n, err, errlen);
         if (!s->script_texts[i])
             goto fail;
     }
@@ -143,37 +146,6 @@ publish(struct config_store *s, struct config_snap *next)
         config_snap_free(old);
 }
 
-char *
-reload_read_file(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct buf b;
-    buf_init(&b, (size_t)64 << 20);
-    char chunk[65536];
-    size_t n;
-    char *out = NULL;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf_add(&b, chunk, n) < 0) {
-            snprintf(err, errlen, "read %s: file too large", path);
-            goto done;
-        }
-    }
-    if (ferror(f)) {
-        snprintf(err, errlen, "read %s: %s", path, strerror(errno));
-        goto done;
-    }
-    out = buf_take(&b, len);
-    if (!out)
-        snprintf(err, errlen, "out of memory");
-done:
-    fclose(f);
-    buf_free(&b);
-    return out;
-}
 
 /* -- Reloader ----------------------------------------------------------- */
 

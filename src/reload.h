@@ -62,10 +62,6 @@ void config_release(struct config_store *s, struct config_snap *snap);
 /* The current generation, without taking a reference. */
 uint64_t config_generation(struct config_store *s);
 
-/* Reads a whole file (at most 64 MiB) into a malloc'd NUL-terminated
- * string; NULL with "open FILE: reason" in err. */
-char *reload_read_file(const char *path, size_t *len, char *err,
-                       size_t errlen);
 
 struct reload_opts {
     struct config_store *store;    /* borrowed, outlives the reload */

@@ -180,7 +180,7 @@ rules:
         local rc, err, out = helpers.run_adapter { config = false,
             args = { "check-config", "--config=/nonexistent/config.yaml" } }
         assert.are.equal(1, rc)
-        assert.are.equal("open /nonexistent/config.yaml: No such file or directory\n", out)
+        assert.are.equal("open /nonexistent/config.yaml: no such file or directory\n", out)
         rc, err = helpers.run_adapter { config = false, args = { "check-config" } }
         assert.are.equal(2, rc)
         assert.truthy(err:find("check-config needs --config FILE", 1, true))
