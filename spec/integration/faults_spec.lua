@@ -138,9 +138,11 @@ describe("faults: Prometheus", function()
         local out, rc = R.wait_background(bg, helpers.scale(30))
         assert.are.equal(0, rc)
         local elapsed = helpers.now() - t0
-        -- 504 (deadline) within a few seconds of it, not after the 200 s
-        -- the body would take
-        assert.are.equal("504", out)
+        -- an error within a few seconds of the deadline, not after the
+        -- 200 s the body would take: 504 when the handler's deadline
+        -- check wins, 500 when the Prometheus call's own timeout (capped
+        -- at the same deadline) fires first (seen under ASan)
+        assert.is_true(out == "504" or out == "500", out)
         assert.is_true(elapsed < helpers.scale(8), "took " .. elapsed)
         assert_serving(a, fault)
     end)
@@ -446,8 +448,14 @@ rules:
             "clusters: [{name: k, cluster: {server: '" .. big:url() .. "'}}]",
             "contexts: [{name: c, context: {cluster: k, user: u}}]",
             "users: [{name: u, user: {token: t}}]", "" }, "\n"))
+        -- under ASan a small quarantine: freed blocks held back (256 MiB by
+        -- default) would otherwise be counted as the adapter's own
+        local env = {}
+        if os.getenv("ADAPTER_ASAN") == "1" then
+            env.ASAN_OPTIONS = (os.getenv("ASAN_OPTIONS") or "") .. ":quarantine_size_mb=16"
+        end
         local b = helpers.start_adapter({ config = KCONFIG, kube = kube, prometheus = prom,
-            args = { "--lister-kubeconfig=" .. kc } })
+            args = { "--lister-kubeconfig=" .. kc }, env = env })
         local ok, err = pcall(function()
             local hwm0 = R.hwm_kb(b.pid)
             prom:clear_requests()
