@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: shared set-up for the benchmark scripts (sourced, not run).
 # Provides: a work directory, free loopback ports, nginx as a static fake
 # Prometheus (bench/nginx.conf.in), the spec fake Kubernetes API
@@ -136,8 +137,8 @@ EOF
 
 # wait_http URL SECONDS: until URL answers 200 (curl -k), bounded.
 wait_http() {
-    local url=$1 secs=$2 i
-    for i in $(seq $((secs * 20))); do
+    local url=$1 secs=$2
+    for _ in $(seq $((secs * 20))); do
         [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$url" 2>/dev/null)" = 200 ] && return 0
         sleep 0.05
     done
@@ -156,6 +157,7 @@ start_adapter() {
     ADAPTER_PORT=$(free_port)
     ADAPTER_LOG=$BENCH_DIR/adapter.log
     mkdir -p "$BENCH_DIR/certs"
+    # shellcheck disable=SC2034  # read by the scripts
     ADAPTER_START=$(date +%s.%N)
     # shellcheck disable=SC2086
     ${ADAPTER_WRAP:-} "$ADAPTER_BIN" --secure-port="$ADAPTER_PORT" --bind-address=127.0.0.1 \
@@ -166,13 +168,12 @@ start_adapter() {
         --authorization-kubeconfig="$KUBECONFIG_FILE" \
         --authentication-tolerate-lookup-failure=true "$@" 2>"$ADAPTER_LOG" &
     ADAPTER_PID=$!
-    BENCH_PIDS+=($ADAPTER_PID)
+    BENCH_PIDS+=("$ADAPTER_PID")
 }
 
 # wait_ready SECONDS: until the adapter's /readyz answers 200.
 wait_ready() {
-    local i
-    for i in $(seq $(($1 * 20))); do
+    for _ in $(seq $(($1 * 20))); do
         [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 \
             "https://127.0.0.1:$ADAPTER_PORT/readyz" 2>/dev/null)" = 200 ] && return 0
         kill -0 "$ADAPTER_PID" 2>/dev/null || die "adapter exited; log: $(tail -20 "$ADAPTER_LOG")"

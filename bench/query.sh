@@ -86,7 +86,7 @@ for sel in $SELECTORS; do
             perf record -q -F 499 --call-graph dwarf -p "$ADAPTER_PID" -o "$PERF_DIR/${sel//[^a-z0-9]/_}-t${t}c$c.data" \
                 -- sleep "${DURATION%s}" >/dev/null 2>&1 &
             perf_pid=$!
-            BENCH_PIDS+=($perf_pid)
+            BENCH_PIDS+=("$perf_pid")
         fi
         c0=$(cpu_ticks "$ADAPTER_PID")
         timeout 120 wrk -t "$t" -c "$c" -d "$DURATION" --latency "$url" >"$out" 2>&1 ||
