@@ -584,15 +584,26 @@ int
 http_query_escape(struct buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
+    size_t i = 0;
 
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
+    while (i < len) {
+        /* a run of bytes that stay as they are, copied in one call */
+        size_t j = i;
+        while (j < len) {
+            unsigned char ch = (unsigned char)s[j];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+                  ch == '.' || ch == '~'))
+                break;
+            j++;
+        }
+        if (j > i && buf_add(out, s + i, j - i) != 0)
+            return -1;
+        if (j == len)
+            break;
+        unsigned char ch = (unsigned char)s[j];
         int rc;
-        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-            (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' ||
-            ch == '~') {
-            rc = buf_addc(out, (char)ch);
-        } else if (ch == ' ') {
+        if (ch == ' ') {
             rc = buf_addc(out, '+');
         } else {
             char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
@@ -600,6 +611,7 @@ http_query_escape(struct buf *out, const char *s, size_t len)
         }
         if (rc != 0)
             return -1;
+        i = j + 1;
     }
     return 0;
 }
