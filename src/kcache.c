@@ -229,6 +229,18 @@ wobj_from_json(yajl_val item, bool *oom)
                 o->vals[j] = o->vals[j - 1];
                 j--;
             }
+            if (j > 0 && strcmp(o->keys[j - 1], kc) == 0) {
+                /* a key repeated in the JSON object: the last one wins,
+                 * as with Go's decoder; close the gap opened above */
+                free(kc);
+                free(o->vals[j - 1]);
+                o->vals[j - 1] = vc;
+                for (size_t m = j; m < o->nl; m++) {
+                    o->keys[m] = o->keys[m + 1];
+                    o->vals[m] = o->vals[m + 1];
+                }
+                continue;
+            }
             o->keys[j] = kc;
             o->vals[j] = vc;
             o->nl++;

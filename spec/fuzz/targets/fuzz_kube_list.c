@@ -42,13 +42,12 @@ check_snap(const struct kcache_snap *snap)
         if (i && cmp_key(snap->objs[i - 1].namespace, snap->objs[i - 1].name,
                          o->namespace, o->name) >= 0)
             abort();
-        /* non-decreasing, not strictly: a JSON object may repeat a label
-         * key and kcache keeps both (Go's decoder keeps the last) */
+        /* strictly increasing: a key repeated in the JSON object is kept
+         * once, with the last value (Go's decoder) */
         for (size_t j = 0; j < o->nlabels; j++) {
-            const char *v = kcache_obj_label(o, o->label_keys[j]);
-            if (j && strcmp(o->label_keys[j - 1], o->label_keys[j]) > 0)
+            if (j && strcmp(o->label_keys[j - 1], o->label_keys[j]) >= 0)
                 abort();
-            if (!v)
+            if (kcache_obj_label(o, o->label_keys[j]) != o->label_values[j])
                 abort();
         }
         if (kcache_find(snap, o->namespace, o->name) != (long)i)
