@@ -6,16 +6,13 @@
  * warm), selector.h (labelSelector), engine.h (this thread's engine renders
  * the containerQuery/nodeQuery), prom.h (instant queries on the thread's
  * own HTTP client: the CPU and memory queries of up to NS_WINDOW
- * namespaces go out together, prom_query_many, as PA's goroutines do; in
- * a pod list the next window's go out on a short-lived helper thread
- * while this one is written), quantity.h, jsonw.h, status.h.
+ * namespaces go out together, prom_query_many, as PA's goroutines do),
+ * quantity.h, jsonw.h, status.h.
  * Must never: fail a request because Prometheus failed (decisions #31: the
  * objects are left out, the failure is logged and counted), or report
  * containers in a random order (decisions #32: sorted by name).
  * Threads: handlers run on a server pool thread; the only shared state is
- * the atomic failure counter. A pod list's helper thread (struct qrun)
- * uses only the prom client (thread-safe) and, while it runs, the
- * handler's HTTP client, which the handler leaves alone until it joins. */
+ * the atomic failure counter. */
 #include "api.h"
 #include "engine.h"
 #include "jsonw.h"
@@ -26,7 +23,6 @@
 #include "selector.h"
 #include "status.h"
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,138 +371,67 @@ fail:
     return -1;
 }
 
-/* The Prometheus side of a set of queries: rendered on the handler's
- * thread, then sent (prom_query_many) either there or on a helper thread,
- * so that the answers of one window of namespaces stream in and are parsed
- * on the second core while the handler writes the previous window. While
- * a helper runs, it alone uses the handler's HTTP client (c->thread->http);
- * the handler touches neither the client nor qs/outs/errs until
- * qrun_finish has joined it. */
-struct qrun {
-    struct prom_client *prom;
-    struct http_client *http;
-    size_t n, m;                   /* queries; rendered and sent */
-    struct buf *text;              /* rendered PromQL, per query */
-    const char **qs;               /* the m sent, pointing into text */
-    size_t *ix;                    /* sent query -> query index */
-    struct prom_result **outs;
-    char *errs;                    /* m * RQ_ERRLEN */
-    double now, timeout_s;
-    pthread_t tid;
-    bool threaded;                 /* tid runs qrun_main */
-};
-
-static void *
-qrun_main(void *arg)
-{
-    struct qrun *r = arg;
-    prom_query_many(r->prom, r->http, r->m, r->qs, r->now, r->timeout_s,
-                    r->outs, r->errs, RQ_ERRLEN);
-    return NULL;
-}
-
+/* Renders q[0..n) on this thread's engine and runs them concurrently
+ * within the request's Prometheus budget (PA runs them in goroutines);
+ * sets each q[i].rc, err and hits. Out of memory fails the queries. */
 static void
-qrun_free(struct qrun *r)
+run_queries(struct api_call *c, struct rquery *q, size_t n, double now)
 {
-    for (size_t i = 0; r->text && i < r->n; i++)
-        buf_free(&r->text[i]);
-    for (size_t k = 0; r->outs && k < r->m; k++)
-        prom_result_free(r->outs[k]);
-    free(r->text);
-    free(r->qs);
-    free(r->ix);
-    free(r->outs);
-    free(r->errs);
-    memset(r, 0, sizeof *r);
-}
-
-/* Renders q[0..n) on this thread's engine and starts them within the
- * request's Prometheus budget: on a helper thread when background is set
- * (and a thread can be made), else right here. Every q[i].rc is -1 until
- * qrun_finish; render failures and the deadline are final. */
-static void
-qrun_start(struct api_call *c, struct rquery *q, size_t n, double now,
-           bool background, struct qrun *r)
-{
+    struct buf *text = calloc(n + 1, sizeof *text);
+    const char **qs = calloc(n + 1, sizeof *qs);
+    size_t *ix = calloc(n + 1, sizeof *ix);
+    struct prom_result **outs = calloc(n + 1, sizeof *outs);
+    char *errs = malloc((n + 1) * RQ_ERRLEN);
     char msg[512];
+    size_t m = 0;
 
-    memset(r, 0, sizeof *r);
     for (size_t i = 0; i < n; i++) {
         q[i].rc = -1;
         memset(&q[i].hits, 0, sizeof q[i].hits);
         snprintf(q[i].err, sizeof q[i].err, "out of memory");
     }
-    r->n = n;
-    r->text = calloc(n + 1, sizeof *r->text);
-    r->qs = calloc(n + 1, sizeof *r->qs);
-    r->ix = calloc(n + 1, sizeof *r->ix);
-    r->outs = calloc(n + 1, sizeof *r->outs);
-    r->errs = malloc((n + 1) * RQ_ERRLEN);
-    if (!r->text || !r->qs || !r->ix || !r->outs || !r->errs) {
-        r->n = 0;
-        return;
-    }
+    if (!text || !qs || !ix || !outs || !errs)
+        goto done;
     for (size_t i = 0; i < n; i++) {
-        buf_init(&r->text[i], 1 << 24);
-        if (engine_render_resource(c->thread->engine, &q[i].rq, &r->text[i],
-                                   msg, sizeof msg) != 0) {
+        buf_init(&text[i], 1 << 24);
+        if (engine_render_resource(c->thread->engine, &q[i].rq, &text[i], msg,
+                                   sizeof msg) != 0) {
             snprintf(q[i].err, sizeof q[i].err, "%s", msg);
             continue;
         }
-        r->qs[r->m] = r->text[i].data ? r->text[i].data : "";
-        r->ix[r->m++] = i;
+        qs[m] = text[i].data ? text[i].data : "";
+        ix[m++] = i;
     }
     int64_t left = api_remaining_ms(c);
     if (left > c->api->prom_timeout_ms)
         left = c->api->prom_timeout_ms;
     if (left <= 0) {
-        for (size_t k = 0; k < r->m; k++)
-            snprintf(q[r->ix[k]].err, sizeof q[r->ix[k]].err,
+        for (size_t k = 0; k < m; k++)
+            snprintf(q[ix[k]].err, sizeof q[ix[k]].err,
                      "unable to execute query: request deadline exceeded");
-        r->m = 0;
-        return;
+        goto done;
     }
-    r->prom = c->api->prom;
-    r->http = c->thread->http;
-    r->now = now;
-    r->timeout_s = (double)left / 1000.0;
-    if (r->m == 0)
-        return;
-    if (background && pthread_create(&r->tid, NULL, qrun_main, r) == 0)
-        r->threaded = true;
-    else
-        qrun_main(r);
-}
-
-/* Waits for the queries started by qrun_start and groups each answer by
- * object: sets q[i].rc, err and hits. Frees r. */
-static void
-qrun_finish(struct qrun *r, struct rquery *q)
-{
-    if (r->threaded)
-        pthread_join(r->tid, NULL);
-    for (size_t k = 0; k < r->m; k++) {
-        struct rquery *x = &q[r->ix[k]];
-        if (!r->outs[k]) {
-            snprintf(x->err, sizeof x->err, "unable to execute query: %s",
-                     r->errs + k * RQ_ERRLEN);
+    prom_query_many(c->api->prom, c->thread->http, m, qs, now,
+                    (double)left / 1000.0, outs, errs, RQ_ERRLEN);
+    for (size_t k = 0; k < m; k++) {
+        struct rquery *r = &q[ix[k]];
+        if (!outs[k]) {
+            snprintf(r->err, sizeof r->err, "unable to execute query: %s",
+                     errs + k * RQ_ERRLEN);
             continue;
         }
-        x->rc = make_hits(r->outs[k], x->obj_label, x->container_label,
-                          &x->hits, x->err, sizeof x->err);
-        r->outs[k] = NULL;
+        r->rc = make_hits(outs[k], r->obj_label, r->container_label, &r->hits,
+                          r->err, sizeof r->err);
+        outs[k] = NULL;
     }
-    qrun_free(r);
-}
-
-/* Renders and runs q[0..n) concurrently, here (PA runs them in
- * goroutines); sets each q[i].rc, err and hits. */
-static void
-run_queries(struct api_call *c, struct rquery *q, size_t n, double now)
-{
-    struct qrun r;
-    qrun_start(c, q, n, now, false, &r);
-    qrun_finish(&r, q);
+done:
+    for (size_t i = 0; text && i < n; i++)
+        buf_free(&text[i]);
+    free(text);
+    free(qs);
+    free(ix);
+    free(outs);
+    free(errs);
 }
 
 /* -- Object output ----------------------------------------------------- */
@@ -722,35 +647,8 @@ pods_queries(const struct rlabels *l, const char *ns, const char **names,
     q[1].container_label = l->mem.container;
 }
 
-/* One window of a pod list: up to NS_WINDOW namespaces and their
- * queries. */
-struct pwindow {
-    size_t nw;
-    size_t first[NS_WINDOW], count[NS_WINDOW];
-    struct rquery q[2 * NS_WINDOW];
-    struct qrun run;
-};
-
-/* Fills w with the namespaces from pods[i] on; returns where it stopped. */
-static size_t
-pwindow_fill(const struct rlabels *l, const struct kcache_obj *const *pods,
-             const char **names, size_t n, size_t i, struct pwindow *w)
-{
-    for (w->nw = 0; w->nw < NS_WINDOW && i < n; w->nw++) {
-        size_t j = i + 1;
-        while (j < n && !strcmp(pods[j]->namespace, pods[i]->namespace))
-            j++;
-        w->first[w->nw] = i;
-        w->count[w->nw] = j - i;
-        pods_queries(l, pods[i]->namespace, names + i, j - i, &w->q[2 * w->nw]);
-        i = j;
-    }
-    return i;
-}
-
-/* Queries and writes pods[0..n), sorted by namespace, NS_WINDOW
- * namespaces at a time: the next window's queries run on a helper thread
- * while this one is written. Returns the number written, -1 for out of
+/* Queries and writes pods[0..n), sorted by namespace: NS_WINDOW
+ * namespaces at a time. Returns the number written, -1 for out of
  * memory. */
 static long
 pods_list_write(struct api_call *c, const struct rlabels *l,
@@ -758,46 +656,41 @@ pods_list_write(struct api_call *c, const struct rlabels *l,
                 struct jsonw *w, bool single)
 {
     const char **names = calloc(n + 1, sizeof *names);
-    struct pwindow *win = calloc(2, sizeof *win);
-    long emitted = -1, total = 0, got = 0;
-    size_t i = 0, cur = 0;
+    struct rquery *q = calloc(2 * NS_WINDOW, sizeof *q);
+    size_t first[NS_WINDOW], count[NS_WINDOW];
+    long emitted = -1, total = 0;
 
-    if (!names || !win)
+    if (!names || !q)
         goto done;
-    for (size_t k = 0; k < n; k++)
-        names[k] = pods[k]->name;
-    i = pwindow_fill(l, pods, names, n, i, &win[0]);
-    qrun_start(c, win[0].q, 2 * win[0].nw, now, false, &win[0].run);
-    while (win[cur].nw > 0) {
-        struct pwindow *x = &win[cur], *next = &win[cur ^ 1];
-        qrun_finish(&x->run, x->q);
-        next->nw = 0;
-        if (i < n) {
-            i = pwindow_fill(l, pods, names, n, i, next);
-            qrun_start(c, next->q, 2 * next->nw, now, true, &next->run);
+    for (size_t i = 0; i < n; i++)
+        names[i] = pods[i]->name;
+    for (size_t i = 0; i < n;) {
+        size_t nw = 0;
+        for (; nw < NS_WINDOW && i < n; nw++) {
+            size_t j = i + 1;
+            while (j < n && !strcmp(pods[j]->namespace, pods[i]->namespace))
+                j++;
+            first[nw] = i;
+            count[nw] = j - i;
+            pods_queries(l, pods[i]->namespace, names + i, j - i, &q[2 * nw]);
+            i = j;
         }
-        for (size_t k = 0; k < x->nw && got >= 0; k++) {
-            got = pods_write(l, pods + x->first[k], x->count[k], now, w, single,
-                             &x->q[2 * k], &x->q[2 * k + 1]);
+        run_queries(c, q, 2 * nw, now);
+        long got = 0;
+        for (size_t k = 0; k < nw && got >= 0; k++) {
+            got = pods_write(l, pods + first[k], count[k], now, w, single,
+                             &q[2 * k], &q[2 * k + 1]);
             total += got;
         }
-        for (size_t k = 0; k < 2 * x->nw; k++)
-            hits_free(&x->q[k].hits);
-        x->nw = 0;
-        if (got < 0) {
-            if (next->nw > 0) {    /* the helper must end before we leave */
-                qrun_finish(&next->run, next->q);
-                for (size_t k = 0; k < 2 * next->nw; k++)
-                    hits_free(&next->q[k].hits);
-            }
+        for (size_t k = 0; k < 2 * nw; k++)
+            hits_free(&q[k].hits);
+        if (got < 0)
             goto done;
-        }
-        cur ^= 1;
     }
     emitted = total;
 done:
     free(names);
-    free(win);
+    free(q);
     return emitted;
 }
 
