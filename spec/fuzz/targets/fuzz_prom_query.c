@@ -49,6 +49,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t j = 0; j < s->nlabels; j++) {
             if (!s->keys[j] || !s->values[j])
                 abort();
+            /* non-decreasing only: a metric repeating a label key keeps
+             * both copies today (Go keeps the last); see spec/fuzz/README */
             if (j && strcmp(s->keys[j - 1], s->keys[j]) > 0)
                 abort();
         }
