@@ -46,7 +46,14 @@ struct arena_chunk {
 
 struct prom_arena {
     struct arena_chunk *head;
+    size_t next_cap;               /* size of the next chunk; 0 = first */
 };
+
+/* Chunks grow from 4 KB to 64 KB: a small answer (one sample, a scalar)
+ * does not pin 64 KB, and the many results a resource request holds at
+ * once waste at most about half of what they use. */
+#define ARENA_FIRST 4096
+#define ARENA_MAX_CHUNK 65536
 
 static void *
 arena_alloc(struct prom_arena *a, size_t n)
@@ -56,7 +63,13 @@ arena_alloc(struct prom_arena *a, size_t n)
 
     n = (n + al - 1) / al * al;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > 60000 ? n : 60000;
+        size_t cap = a->next_cap ? a->next_cap : ARENA_FIRST;
+        if (cap < ARENA_MAX_CHUNK)
+            a->next_cap = cap * 2;
+        else
+            a->next_cap = ARENA_MAX_CHUNK;
+        if (cap < n)
+            cap = n;
         c = malloc(sizeof *c + cap);
         if (!c)
             return NULL;
