@@ -1479,17 +1479,28 @@ result_ref(struct prom_result *r)
 static int
 parse_ts(const char *s, double *out)
 {
-    const char *dot;
+    const char *dot, *p = s;
     char *end;
-    long long sec, ms = 0;
-    int neg;
+    long long sec = 0, ms = 0;
+    int neg, nd = 0;
 
+    /* JSON number text: [-]digits[.digits][e...]; up to 18 integer digits
+     * are read here, longer ones by strtoll (its overflow check) */
     neg = s[0] == '-';
-    errno = 0;
-    sec = strtoll(s, &end, 10);
-    if (errno || end == s)
-        return -1;
-    dot = end;
+    if (neg)
+        p++;
+    for (; *p >= '0' && *p <= '9' && nd < 18; p++, nd++)
+        sec = sec * 10 + (*p - '0');
+    if (nd == 0 || (*p >= '0' && *p <= '9')) {
+        errno = 0;
+        sec = strtoll(s, &end, 10);
+        if (errno || end == s)
+            return -1;
+        p = end;
+    } else if (neg) {
+        sec = -sec;
+    }
+    dot = p;
     if (*dot == '.') {
         int k = 0;
         for (dot++; k < 3; k++) {
@@ -1509,6 +1520,50 @@ parse_ts(const char *s, double *out)
     return 0;
 }
 
+/* Exact powers of ten as doubles (10^0 .. 10^22). */
+static const double pow10_exact[] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* The common form of a sample value, [-]digits[.digits] with at most 15
+ * significant digits, without strtod: the digits as an integer (exact
+ * below 2^53) divided by an exact power of ten is correctly rounded, so
+ * the result is strtod's. Returns -1 for any other form. */
+static int
+parse_simple_decimal(const char *s, double *out)
+{
+    const char *p = s;
+    uint64_t mant = 0;
+    int digits = 0, frac = 0;
+    bool neg = false, dot = false;
+
+    if (*p == '-') {
+        neg = true;
+        p++;
+    }
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p; p++) {
+        if (*p >= '0' && *p <= '9') {
+            if (++digits > 15)
+                return -1;
+            mant = mant * 10 + (uint64_t)(*p - '0');
+            frac += dot;
+        } else if (*p == '.' && !dot) {
+            dot = true;
+        } else {
+            return -1;
+        }
+    }
+    if (dot && frac == 0)
+        return -1;                  /* "1." : leave it to strtod */
+    *out = (double)mant / pow10_exact[frac];
+    if (neg)
+        *out = -*out;
+    return 0;
+}
+
 /* A sample value: the whole (NUL-terminated) string is a Go float
  * ("NaN", "+Inf", "-Inf" included). */
 static int
@@ -1518,6 +1573,8 @@ parse_value(const char *s, double *out)
 
     if (!*s)
         return -1;
+    if (parse_simple_decimal(s, out) == 0)
+        return 0;
     *out = strtod(s, &end);
     return *end ? -1 : 0;
 }
