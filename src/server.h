@@ -85,7 +85,7 @@ struct server_config {
                                  * thread_init/thread_fini run on workers */
     unsigned conn_timeout_s;    /* idle/read timeout; 0 = 90 */
     size_t conn_memory_limit;   /* per-connection memory (header size bound);
-                                 * 0 = 1 MiB + 64 KiB */
+                                 * 0 = 128 KiB */
     unsigned max_connections;   /* 0 = 1000 */
     size_t max_upload;          /* request bodies are discarded; more than
                                  * this gets 413; 0 = 1 MiB */
