@@ -139,6 +139,26 @@ carry_over(const struct cache_snap *prev, struct cache_snap *next, bool custom,
     return 0;
 }
 
+/* One wait on the relist's condition variable, at most until the
+ * monotonic time until_ms; r->mu is held. Callers loop on their own
+ * condition (spurious wake-ups, pokes). */
+static void
+timed_wait(struct relist *r, long long until_ms)
+{
+    long long wait = until_ms - now_ms();
+    struct timespec ts;
+    if (wait <= 0)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (wait % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
 /* Sleeps ms on the relist's condition variable; true when stop was asked
  * (a poke does not end the sleep: it is kept for the next round). */
 static bool
@@ -149,16 +169,7 @@ sleep_or_stop(struct relist *r, long ms)
 
     pthread_mutex_lock(&r->mu);
     while (!r->stop && now_ms() < until) {
-        long long wait = until - now_ms();
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        timed_wait(r, until);
     }
     stop = r->stop;
     pthread_mutex_unlock(&r->mu);
@@ -378,6 +389,7 @@ rebuild_engine(struct relist *r)
 static void
 publish(struct relist *r, bool series)
 {
+    long long t0 = now_ms();
     struct cache_snap *prev = cache_acquire(r->o.cache);
     struct cache_snap *snap = cache_snap_new();
     if (!snap)
@@ -411,7 +423,11 @@ publish(struct relist *r, bool series)
                 goto fail;
     }
     cache_snap_release(r->o.cache, prev);
-    cache_publish(r->o.cache, snap);
+    size_t ncustom = snap->ncustom, nexternal = snap->nexternal;
+    cache_publish(r->o.cache, snap);   /* de-duplicates: counts are upper bounds */
+    LOGV(2, "relist %s: %zu custom and %zu external registry entries, %zu "
+         "API resources, in %lld ms", series ? "published" : "resources only",
+         ncustom, nexternal, r->nres, now_ms() - t0);
     if (series)
         rule_metrics(r);
     return;
@@ -431,16 +447,7 @@ run(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->mu);
         while (!r->stop && !r->poked && !r->reload && now_ms() < next_relist) {
-            long long wait = next_relist - now_ms();
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+            timed_wait(r, next_relist);
         }
         bool stop = r->stop, poked = r->poked, reload = r->reload;
         r->poked = false;
