@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# run-specs.sh: run the busted specs under LuaJIT, once against build/ and
-# once (integration specs only: they are the ones that run the binary)
-# against build-asan/, where any sanitizer report fails the run.
+# run-specs.sh: run the busted specs under LuaJIT, once against build/,
+# the custom/external metrics specs a second time with the parity hooks
+# loaded, and once more (integration specs only: they are the ones that run
+# the binary) against build-asan/, where any sanitizer report fails the run.
 # Prints a closing "N passed, N failed" line for CI.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,12 @@ run() { # $1 = label, rest = busted args; env decides which binary
 
 mkdir -p spec/tmp
 ADAPTER_BIN="$root/build/promlua-adapter" run normal spec
+
+# Hook parity (issue 7): the custom and external metrics specs again, with
+# rules/examples/parity.lua re-implementing every default step through the
+# hook API loaded into every adapter (spec/helpers.lua reads ADAPTER_PARITY).
+ADAPTER_PARITY=1 ADAPTER_BIN="$root/build/promlua-adapter" run parity \
+  spec/integration/custom_metrics_spec.lua spec/integration/external_metrics_spec.lua
 
 if [ -z "${ADAPTER_SKIP_ASAN:-}" ]; then
   sandir="$root/spec/tmp/sanitizer"
