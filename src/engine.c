@@ -345,6 +345,21 @@ engine_has(struct engine *e, const char *kind)
     return r;
 }
 
+int
+engine_rule_count(struct engine *e, const char *kind)
+{
+    char err[256];
+    push_method(e, "rule_count");
+    lua_pushstring(e->L, kind);
+    if (lx_pcall(e->L, 2, 1, err, sizeof err) != 0) {
+        LOGE("engine:rule_count(%s): %s", kind, err);
+        return 0;
+    }
+    int n = (int)lua_tointeger(e->L, -1);
+    lua_settop(e->L, 0);
+    return n;
+}
+
 void
 engine_strv_free(char **v, size_t n)
 {

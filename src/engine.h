@@ -55,6 +55,8 @@ void engine_set_io(struct engine *e, struct prom_client *prom,
 
 /* kind: "custom", "external" or "resource". */
 bool engine_has(struct engine *e, const char *kind);
+/* Number of rules of kind "custom" (rules) or "external" (externalRules). */
+int engine_rule_count(struct engine *e, const char *kind);
 
 /* Distinct seriesQuery strings of one kind; *out is malloc'd (strings
  * too); free with engine_strv_free. */

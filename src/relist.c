@@ -304,11 +304,20 @@ has_rule(const int *v, size_t n, int rule)
  * registry entries, series the distinct series names; rule labels use
  * the config's key paths ("rules[0]"), as check-config prints them. */
 static void
-kind_metrics(const char *prefix, struct rule_series *v, size_t n,
+kind_metrics(const char *prefix, int nrules, struct rule_series *v, size_t n,
              const int *failed, size_t nfailed)
 {
     qsort(v, n, sizeof *v, cmp_rule_series);
     char label[64];
+    /* Every rule appears, also one that produced nothing ("why is my rule
+     * empty"); the loop below overwrites the ones with entries. */
+    for (int k = 1; k <= nrules; k++) {
+        snprintf(label, sizeof label, "%s[%d]", prefix, k - 1);
+        metrics_set(METRICS_RULE_METRICS, label, NULL, 0);
+        metrics_set(METRICS_RULE_SERIES, label, NULL, 0);
+        metrics_set(METRICS_RULE_RELIST_OK, label, NULL,
+                    has_rule(failed, nfailed, k) ? 0 : 1);
+    }
     for (size_t i = 0; i < n;) {
         size_t j = i, series = 0;
         for (; j < n && v[j].rule == v[i].rule; j++)
@@ -340,12 +349,14 @@ rule_metrics(struct relist *r)
         for (size_t i = 0; i < cur->ncustom; i++)
             v[i] = (struct rule_series){ cur->custom[i].rule,
                                          cur->custom[i].series };
-        kind_metrics("rules", v, cur->ncustom, r->failed_custom,
+        kind_metrics("rules", engine_rule_count(r->o.engine, "custom"), v,
+                     cur->ncustom, r->failed_custom,
                      r->nfailed_custom);
         for (size_t i = 0; i < cur->nexternal; i++)
             v[i] = (struct rule_series){ cur->external[i].rule,
                                          cur->external[i].series };
-        kind_metrics("externalRules", v, cur->nexternal, r->failed_external,
+        kind_metrics("externalRules", engine_rule_count(r->o.engine, "external"),
+                     v, cur->nexternal, r->failed_external,
                      r->nfailed_external);
         free(v);
     }

@@ -154,6 +154,11 @@ function Engine:has(kind)
     return list ~= nil and #list > 0
 end
 
+-- Number of rules of a kind ("custom" | "external"), for per-rule metrics.
+function Engine:rule_count(kind)
+    return #(self.cfg[KIND_LIST[kind] or ""] or {})
+end
+
 function Engine:series_queries(kind)
     local out, seen = {}, {}
     for _, r in ipairs(self.cfg[KIND_LIST[kind]] or {}) do

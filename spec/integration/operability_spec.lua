@@ -184,6 +184,9 @@ describe("/metrics", function()
         assert.are.equal(1, s['promlua_adapter_rule_series{rule="rules[0]"}'])
         assert.are.equal(1, s['promlua_adapter_rule_last_relist_successful{rule="rules[0]"}'])
         assert.are.equal(0, s['promlua_adapter_rule_last_relist_successful{rule="rules[1]"}'])
+        -- a rule that produced nothing is listed too, with zeros
+        assert.are.equal(0, s['promlua_adapter_rule_metrics{rule="rules[1]"}'])
+        assert.are.equal(0, s['promlua_adapter_rule_series{rule="rules[1]"}'])
         assert.is_true(s['promlua_adapter_cache_lookups_total{cache="registry",result="hit"}'] >= 1)
         assert.is_true(s['promlua_adapter_cache_lookups_total{cache="registry",result="miss"}'] >= 1)
         local bi
