@@ -1764,6 +1764,16 @@ qp_item_end(struct query_parse *qp)
         }
         qp->kv[j] = x;
     }
+    /* a key repeated in the metric map: the last value counts, as Go's
+     * decoder keeps it (the stable sort left the copies in arrival order) */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k > 0 && strcmp(qp->kv[k - 1].k, qp->kv[i].k) == 0)
+            qp->kv[k - 1] = qp->kv[i];
+        else
+            qp->kv[k++] = qp->kv[i];
+    }
+    n = k;
     s->keys = arena_alloc(qp->arena, (n ? n : 1) * sizeof *s->keys);
     s->values = arena_alloc(qp->arena, (n ? n : 1) * sizeof *s->values);
     if (!s->keys || !s->values)
