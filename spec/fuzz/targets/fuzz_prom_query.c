@@ -1,8 +1,8 @@
 /* fuzz_prom_query.c: libFuzzer target for the instant-query result parser.
  * Drives the real prom_query (prom.c: coalescing, yajl tree, vector /
  * scalar / matrix mapping) with the fuzz input as the /api/v1/query body
- * (fake_http.h), and reads every sample it returns: keys sorted, strings
- * present. Uses: prom.h. Must never: reach the network. */
+ * (fake_http.h), and reads every sample it returns: keys strictly sorted,
+ * strings present. Uses: prom.h. Must never: reach the network. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,9 +49,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t j = 0; j < s->nlabels; j++) {
             if (!s->keys[j] || !s->values[j])
                 abort();
-            /* non-decreasing only: a metric repeating a label key keeps
-             * both copies today (Go keeps the last); see spec/fuzz/README */
-            if (j && strcmp(s->keys[j - 1], s->keys[j]) > 0)
+            /* strictly increasing: a repeated key keeps its last value */
+            if (j && strcmp(s->keys[j - 1], s->keys[j]) >= 0)
                 abort();
         }
         sink += s->value + s->ts;
