@@ -1,7 +1,8 @@
 /* prom.h: the Prometheus HTTP API client (spec-server.md §9,
  * spec-rules.md §5.1): series discovery reduced to distinct "shapes" while
  * the body streams in, and instant queries.
- * Uses: http_client (transport), yajl (JSON, streaming for series), log.
+ * Uses: http_client (transport), yajl (callback parser: series and query
+ * answers are parsed as they stream in), log.
  * Must never: keep label values of series, buffer a whole series body, log
  * bearer tokens or passwords, or own a struct http_client (the caller's
  * thread owns it).
