@@ -22,6 +22,7 @@
 #include "reload.h"
 #include "server.h"
 #include <errno.h>
+#include <malloc.h>
 #include <luajit.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -197,6 +198,11 @@ main(int argc, char **argv)
         options_free(&o);
         return 2;
     }
+    /* glibc gives each thread that allocates its own malloc arena and
+     * keeps freed memory in it: with 16 workers building multi-megabyte
+     * answers, RSS after a burst settled near 100 MB. Two arenas bound
+     * that; the hot allocations are short-lived per-request buffers. */
+    mallopt(M_ARENA_MAX, 2);
     log_set_verbosity(o.v);
     if (log_set_format(o.logging_format, err, sizeof err) != 0) {
         fprintf(stderr, "Error: invalid argument \"%s\" for \"--logging-format\" "
