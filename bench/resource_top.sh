@@ -6,8 +6,8 @@
 # CPU or memory vector per query, bench/nginx-resource.conf.in) and the spec
 # fake Kubernetes API holding the pods (the adapter's watch-fed pod cache is
 # warmed by one request first). Each request renders and sends one CPU and
-# one memory query per namespace (100 queries, sequential on the worker
-# thread's HTTP client) and writes 5,000 PodMetrics.
+# one memory query per namespace (100 queries, 16 at a time on the worker
+# thread's HTTP client: prom_query_many) and writes 5,000 PodMetrics.
 # Prints wrk's requests/s and p50/p90/p99 latency for each wrk setting, the
 # adapter's CPU time per request, and the Kubernetes requests made during
 # the measured runs (must be 0).
