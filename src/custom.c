@@ -156,23 +156,6 @@ cmp_match(const void *a, const void *b)
     return r ? r : (x->ix < y->ix ? -1 : x->ix > y->ix);
 }
 
-static const char *
-sample_label(const struct prom_sample *s, const char *key)
-{
-    size_t lo = 0, hi = s->nlabels;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = strcmp(key, s->keys[mid]);
-        if (!r)
-            return s->values[mid];
-        if (r < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
-}
-
 /* Value for name: the last sample carrying it in the resource label
  * (spec-rules.md §5.3: last wins). m is sorted by (name, index). */
 static const struct match *
@@ -374,7 +357,7 @@ serve(struct api_call *c, const char *version, struct target *t)
         goto done;
     }
     for (size_t i = 0; i < nsamples; i++) {
-        const char *v = sample_label(&samples[i], e->resource_label);
+        const char *v = prom_sample_label(&samples[i], e->resource_label);
         m[i] = (struct match){ v ? v : "", samples[i].value, i };
     }
     qsort(m, nsamples, sizeof *m, cmp_match);

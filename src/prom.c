@@ -2864,3 +2864,20 @@ done:
     free(text);
     return rc;
 }
+
+const char *
+prom_sample_label(const struct prom_sample *s, const char *key)
+{
+    size_t lo = 0, hi = s->nlabels;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(key, s->keys[mid]);
+        if (!r)
+            return s->values[mid];
+        if (r < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}

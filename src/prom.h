@@ -128,6 +128,9 @@ int prom_query(struct prom_client *p, struct http_client *hc,
                struct prom_result **out, char *err, size_t errlen);
 /* Releases one reference; NULL is a no-op. */
 void prom_result_free(struct prom_result *r);
+/* Value of label key on a sample (keys are sorted: binary search), or
+ * NULL. Borrowed from the sample's result. */
+const char *prom_sample_label(const struct prom_sample *s, const char *key);
 
 /* Transfers prom_query_many runs at once on one struct http_client. */
 #define PROM_MANY_PARALLEL 8

@@ -268,23 +268,6 @@ cmp_hit(const void *a, const void *b)
     return r ? r : (x->ix < y->ix ? -1 : x->ix > y->ix);
 }
 
-static const char *
-sample_label(const struct prom_sample *s, const char *key)
-{
-    size_t lo = 0, hi = s->nlabels;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = strcmp(key, s->keys[mid]);
-        if (!r)
-            return s->values[mid];
-        if (r < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
-}
-
 /* The samples of one query, grouped by object. Strings borrow res. */
 struct hits {
     struct prom_result *res;       /* owned */
@@ -355,10 +338,10 @@ make_hits(struct prom_result *res, const char *obj_label,
     }
     for (size_t i = 0; i < res->n; i++) {
         const struct prom_sample *s = &res->samples[i];
-        const char *o = sample_label(s, obj_label);
+        const char *o = prom_sample_label(s, obj_label);
         if (!o)      /* PA: a sample without the resource label is an error */
             continue;
-        const char *ct = container_label ? sample_label(s, container_label) : NULL;
+        const char *ct = container_label ? prom_sample_label(s, container_label) : NULL;
         double v = s->value;
         if (isnan(v) || v < 0)          /* PA; +Inf saturates (#30) */
             v = 0;
