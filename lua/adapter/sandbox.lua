@@ -63,6 +63,24 @@ end
 
 -- Runs fn(...) under a deadline of timeout_ms.  Returns true, results or
 -- false, message.  Restores whatever hook was set before (busted, luacov).
+-- Lua shortens a chunk name longer than LUA_IDSIZE to "...<tail>" in error
+-- messages, so a script under a long directory would be reported by a path
+-- nobody can open.  Every loaded script's full path is remembered and put
+-- back wherever such a tail appears.
+local loaded_paths = {}
+
+local function full_paths(msg)
+    if type(msg) ~= "string" or not msg:find("...", 1, true) then return msg end
+    return (msg:gsub("%.%.%.([^:\n]+):(%d+):", function(tail, line)
+        for path in pairs(loaded_paths) do
+            if #path > #tail and path:sub(-#tail) == tail then
+                return path .. ":" .. line .. ":"
+            end
+        end
+    end))
+end
+M.full_paths = full_paths
+
 function M.guard(timeout_ms, fn, ...)
     if active then
         -- already inside a guarded call: share its deadline
@@ -80,6 +98,7 @@ function M.guard(timeout_ms, fn, ...)
         -- the script caught the timeout and raised something else
         res[2] = string.format("%s after %d ms", TIMEOUT_TAG, timeout_ms)
     end
+    if not res[1] then res[2] = full_paths(res[2]) end
     return unpack(res, 1, table.maxn(res))
 end
 
@@ -172,8 +191,9 @@ end
 -- Compiles and runs one script.  path names it in errors ("path:line:").
 -- Top-level code runs under the same time guard as hooks.
 function M.load(path, text, timeout_ms)
+    loaded_paths[path] = true
     local chunk, err = loadstring(text, "@" .. path)
-    if not chunk then return nil, err end
+    if not chunk then return nil, full_paths(err) end
     if jit_off then jit_off(chunk, true) end
     setfenv(chunk, M.env())
     local ok, exports = M.guard(timeout_ms or 1000, chunk)
