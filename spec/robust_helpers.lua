@@ -81,19 +81,30 @@ function R.fds(pid)
 end
 
 -- TCP connections whose local port is `port` (the server side of client
--- connections), in any state that still holds a descriptor (TIME-WAIT and
--- LISTEN left out). Read from /proc/net/tcp{,6}: no iproute2 needed.
+-- connections) that the process still holds a descriptor for: ESTABLISHED
+-- and CLOSE-WAIT.  The other states are the kernel's alone: SYN-RECV
+-- (a handshake the listener never saw; a client that gave up on a
+-- non-blocking connect leaves these until the SYN-ACK retries run out,
+-- about a minute) and the orphans of closed sockets (FIN-WAIT, LAST-ACK,
+-- CLOSING, TIME-WAIT).  Read from /proc/net/tcp{,6}: no iproute2 needed.
+-- Also returns a "state=count" summary of every state, for messages.
+local HELD = { ["01"] = true, ["08"] = true }
 function R.server_conns(port)
-    local n = 0
+    local n, by = 0, {}
     for _, f in ipairs({ "/proc/net/tcp", "/proc/net/tcp6" }) do
         local text = helpers.read_file(f) or ""
         for lport, state in text:gmatch("\n%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)") do
-            if tonumber(lport, 16) == port and state ~= "0A" and state ~= "06" then
-                n = n + 1
+            if tonumber(lport, 16) == port then
+                by[state] = (by[state] or 0) + 1
+                if HELD[state] then n = n + 1 end
             end
         end
     end
-    return n
+    local keys = {}
+    for k in pairs(by) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for i, k in ipairs(keys) do keys[i] = k .. "=" .. by[k] end
+    return n, table.concat(keys, " ")
 end
 
 -- True when s is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF).

@@ -714,6 +714,16 @@ server_new(const struct server_config *cfg, char *err, size_t errlen)
         s->cfg.threads = 4;
     if (s->cfg.conn_timeout_s == 0)
         s->cfg.conn_timeout_s = 90;
+    /* Connections that never get as far as a request (stalled TLS
+     * handshakes, vanished peers, port scanners) would otherwise hold one
+     * of the max_connections slots for the whole idle timeout, and a
+     * thousand of them lock every client out. Go has no connection limit
+     * and waits 32 s (its ReadHeaderTimeout); with a limit, a short first
+     * deadline is what keeps the slots turning over. docs/compat.md. */
+    if (s->cfg.first_request_timeout_s == 0)
+        s->cfg.first_request_timeout_s = 10;
+    if (s->cfg.first_request_timeout_s > s->cfg.conn_timeout_s)
+        s->cfg.first_request_timeout_s = s->cfg.conn_timeout_s;
     /* The pool bounds request line + headers. libmicrohttpd zeroes the
      * whole pool between keep-alive requests, so its size is paid on every
      * request: at Go's 1 MiB that memset was 60% of a small request's
@@ -779,6 +789,10 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
     if (code != MHD_CONNECTION_NOTIFY_STARTED)
         return;
     *socket_ctx = cls;           /* the server, for cert_callback */
+    /* until the first request arrives (on_request restores the idle
+     * timeout); set before MHD starts the TLS handshake */
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                              s->cfg.first_request_timeout_s);
     if (s->cfg.tls && s->restrict_suites) {
         ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
         if (ci != NULL && ci->tls_session != NULL)
@@ -1421,6 +1435,10 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
         st->start_ms = server_now_ms();
         atomic_fetch_add(&s->inflight, 1);
         *req_cls = st;
+        /* a request came: the idle timeout from now on (the same value
+         * again on later requests of a keep-alive connection) */
+        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  s->cfg.conn_timeout_s);
         if (!too_large(c, s->cfg.max_upload))
             return MHD_YES;
         /* Declared too large: answer before reading the body (MHD then

@@ -84,6 +84,9 @@ struct server_config {
                                  * never stalls other connections, and
                                  * thread_init/thread_fini run on workers */
     unsigned conn_timeout_s;    /* idle/read timeout; 0 = 90 */
+    unsigned first_request_timeout_s; /* from accept to the first request's
+                                 * headers (TLS handshake included); then
+                                 * conn_timeout_s applies. 0 = 10 */
     size_t conn_memory_limit;   /* per-connection memory (header size bound);
                                  * 0 = 128 KiB */
     unsigned max_connections;   /* 0 = 1000 */

@@ -2,7 +2,8 @@
 -- clients that misbehave: slowloris connections (TLS handshakes and HTTP
 -- headers dribbled a byte at a time), oversized headers and URLs, 10,000
 -- concurrent connections (loopback only, a few seconds), malformed
--- percent-encoding, path traversal attempts. For each: descriptors,
+-- percent-encoding, path traversal attempts, connections that never send
+-- a request (closed after the 10 s first-request timeout). For each: descriptors,
 -- threads and memory stay bounded (/proc), the answer is the right 4xx,
 -- nothing crashes, and ordinary requests keep being served.
 -- Uses: spec/helpers.lua, spec/robust_helpers.lua, lua-socket, openssl
@@ -85,8 +86,9 @@ describe("hostile clients", function()
         assert.is_nil(a:exit_status(), a:stderr())
         assert.is_truthy(helpers.wait_until(function()
             return R.server_conns(a.port) == 0 and R.fds(a.pid) <= fds0 + 16
-        end, helpers.scale(10), 0.2), string.format("client connections %d, fds %d (start %d)",
-            R.server_conns(a.port), R.fds(a.pid), fds0))
+        end, helpers.scale(10), 0.2), string.format("client connections %d (states %s), "
+            .. "fds %d (start %d)", select(1, R.server_conns(a.port)),
+            select(2, R.server_conns(a.port)), R.fds(a.pid), fds0))
     end)
 
     it("malformed percent-encoding in the path is a 400 Status", function()
@@ -186,6 +188,34 @@ describe("hostile clients", function()
             c:close()
         end
         assert_serving(a)
+    end)
+
+    it("a connection that sends no request is closed after 10 s; a keep-alive one idles longer", function()
+        -- keep-alive: a request, 13 s of silence, a second request on the
+        -- same TLS connection (both answered)
+        local keep = R.background(string.format(
+            "(printf 'GET /livez HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'; sleep 13; "
+            .. "printf 'GET /readyz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n') "
+            .. "| timeout 30 openssl s_client -quiet -connect 127.0.0.1:%d 2>/dev/null", a.port))
+        -- silent: a TCP connection that never starts the TLS handshake
+        local c = socket.tcp()
+        c:settimeout(5)
+        assert(c:connect("127.0.0.1", a.port))
+        local t0 = helpers.now()
+        c:settimeout(helpers.scale(10) + 15)
+        -- "*a" reads until the server closes: at most a TLS alert record
+        -- (content type 21) comes first
+        local data, err = c:receive("*a")
+        local waited = helpers.now() - t0
+        c:close()
+        assert.is_nil(err)
+        assert.is_truthy(data == "" or data:byte(1) == 21, data)
+        assert.is_true(waited > 9 and waited < helpers.scale(10) + 10, "closed after " .. waited .. " s")
+        local out, rc = R.wait_background(keep, 40)
+        assert.are.equal(0, rc, out)
+        local answers = 0
+        for _ in out:gmatch("HTTP/1%.1 200") do answers = answers + 1 end
+        assert.are.equal(2, answers, out)
     end)
 
     it("slowloris: 300 dribbling connections hold no worker, bounded resources", function()
