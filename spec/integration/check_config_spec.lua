@@ -166,7 +166,9 @@ rules:
     end)
 
     it("checks --lua-script files and reports their syntax errors", function()
-        local dir = helpers.tmpdir("hooks")
+        -- a path longer than Lua's 60-byte chunk names, which Lua would
+        -- shorten to "...tail"
+        local dir = helpers.tmpdir("hooks-" .. string.rep("long", 20))
         local hook = helpers.write_file(dir .. "/hook.lua", "local M = {}\nfunction M.f( return M\n")
         local rc, out = check(GOOD, { "--lua-script=" .. hook })
         assert.are.equal(1, rc)
