@@ -57,14 +57,7 @@ grow(struct buf *b, size_t n)
 int
 buf_add(struct buf *b, const void *p, size_t n)
 {
-    /* Fast path: room for n bytes and the terminator, limit respected.
-     * Response writing calls this for every token. */
-    if (b->data && n < b->cap - b->len && b->len + n <= b->max) {
-        memcpy(b->data + b->len, p, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-        return 0;
-    }
+    /* buf_add_inline (buf.h) is the fast path for per-token writers */
     if (grow(b, n) < 0)
         return -1;
     if (n)

@@ -22,7 +22,11 @@ int jsonw_array_open(struct jsonw *w);
 int jsonw_array_close(struct jsonw *w);
 int jsonw_key(struct jsonw *w, const char *key);
 int jsonw_string(struct jsonw *w, const char *s);
+int jsonw_stringn(struct jsonw *w, const char *s, size_t len);
 int jsonw_int(struct jsonw *w, long long v);
+int jsonw_bool(struct jsonw *w, bool v);
+int jsonw_null(struct jsonw *w);
+int buf_add(struct buf *b, const void *p, size_t n);
 int jsonw_raw(struct jsonw *w, const char *json, size_t len);
 int jsonw_finish(struct jsonw *w, struct buf *out, bool pretty, char *err, size_t errlen);
 bool httputil_accept_json(const char *accept, bool *pretty);
@@ -65,6 +69,7 @@ describe("quantities", function()
         assert.is_true(lib.quantity_milli(1 / 0) > 0)
         assert.is_true(lib.quantity_milli(-1 / 0) < 0)
         assert.are.equal("9223372036854775807m", decimal(1 / 0))
+        assert.are.equal("-9223372036854775808m", decimal(-1 / 0))
     end)
 
     it("writes Go durations and RFC 3339 seconds", function()
@@ -129,6 +134,158 @@ describe("JSON writer", function()
             lib.jsonw_array_close(w)
         end)
         assert.are.equal('["' .. long .. '","' .. long .. '\\u0026"]\n', s)
+    end)
+end)
+
+describe("JSON writer against Go's rules", function()
+    -- Go's encoding/json (escapeHTML on) for one byte string, written out
+    -- here independently of src/jsonw.c: short escapes for \" \\ \b \f \n
+    -- \r \t, \u00xx (lower-case) for other controls and < > &, \u2028 and
+    -- \u2029, \ufffd for each byte that is not valid UTF-8, the rest as is.
+    local valid_utf8 = require("robust_helpers").valid_utf8
+    local function go_string(s)
+        local out, i = { '"' }, 1
+        local short = { [34] = '\\"', [92] = '\\\\', [8] = '\\b', [12] = '\\f',
+                        [10] = '\\n', [13] = '\\r', [9] = '\\t' }
+        while i <= #s do
+            local c = s:byte(i)
+            if short[c] then out[#out + 1] = short[c]; i = i + 1
+            elseif c < 0x20 or c == 60 or c == 62 or c == 38 then
+                out[#out + 1] = string.format("\\u%04x", c); i = i + 1
+            elseif c < 0x80 then out[#out + 1] = string.char(c); i = i + 1
+            else
+                -- the sequence its lead byte announces, if it is valid
+                local n = (c >= 0xF0 and 4) or (c >= 0xE0 and 3) or 2
+                local seq = s:sub(i, i + n - 1)
+                if #seq == n and valid_utf8(seq) then
+                    if seq == "\226\128\168" then out[#out + 1] = "\\u2028"
+                    elseif seq == "\226\128\169" then out[#out + 1] = "\\u2029"
+                    else out[#out + 1] = seq end
+                    i = i + n
+                else
+                    out[#out + 1] = "\\ufffd"; i = i + 1
+                end
+            end
+        end
+        out[#out + 1] = '"'
+        return table.concat(out)
+    end
+
+    local function value(s)
+        local w = lib.jsonw_new(0)
+        lib.jsonw_stringn(w, s, #s)
+        local err = ffi.new("char[256]")
+        local out = with_buf(function(b) return lib.jsonw_finish(w, b, false, err, 256) end)
+        lib.jsonw_free(w)
+        return out:sub(1, -2)
+    end
+
+    it("escapes every byte as Go does, alone and between plain runs", function()
+        for c = 0, 255 do
+            local s = string.char(c)
+            assert.are.equal(go_string(s), value(s), "byte " .. c)
+            s = "ab" .. string.char(c) .. "cd"
+            assert.are.equal(go_string(s), value(s), "byte " .. c .. " inside")
+        end
+    end)
+
+    it("writes \\ufffd per invalid byte and keeps valid sequences", function()
+        for _, s in ipairs({ "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "a\xE2\x82",
+                             "\xE2\x82\xAC\xF0\x9F\x98\x80", "\xE2\x80\xA8x\xE2\x80\xA9",
+                             "\xFF\xFE", "\xC3\xA9\xC3" }) do
+            assert.are.equal(go_string(s), value(s))
+        end
+        assert.are.equal('"\\ufffd\\ufffd"', value("\xC0\xAF"))
+        assert.are.equal('"€😀"', value("\xE2\x82\xAC\xF0\x9F\x98\x80"))
+    end)
+
+    it("writes integers, booleans and null", function()
+        local w = lib.jsonw_new(0)
+        lib.jsonw_array_open(w)
+        for _, v in ipairs({ 0, 7, -1, 1234567890123 }) do lib.jsonw_int(w, v) end
+        lib.jsonw_int(w, ffi.new("long long", -9223372036854775807LL) - 1)
+        lib.jsonw_int(w, 9223372036854775807LL)
+        lib.jsonw_bool(w, true); lib.jsonw_bool(w, false); lib.jsonw_null(w)
+        lib.jsonw_string(w, nil)
+        lib.jsonw_array_close(w)
+        local err = ffi.new("char[256]")
+        local out = with_buf(function(b) return lib.jsonw_finish(w, b, false, err, 256) end)
+        lib.jsonw_free(w)
+        assert.are.equal("[0,7,-1,1234567890123,-9223372036854775808,9223372036854775807,"
+            .. "true,false,null,null]\n", out)
+    end)
+
+    it("compacts raw splices as Go's json.Compact with HTML escaping", function()
+        local w = lib.jsonw_new(0)
+        local raw = ' { "a" : [ 1 , "x <y> & z" ] ,\n "b\\u00E9":"\\"q\\" \226\128\168" } '
+        lib.jsonw_raw(w, raw, #raw)
+        local err = ffi.new("char[256]")
+        local out = with_buf(function(b) return lib.jsonw_finish(w, b, false, err, 256) end)
+        lib.jsonw_free(w)
+        assert.are.equal('{"a":[1,"x \\u003cy\\u003e \\u0026 z"],"b\\u00e9":"\\"q\\" \\u2028"}\n', out)
+    end)
+
+    -- Each builder misuses the writer; finish must fail with the message.
+    local function finish_error(build, max)
+        local w = lib.jsonw_new(max or 0)
+        build(w)
+        local err = ffi.new("char[256]")
+        local b = ffi.new("struct buf")
+        lib.buf_init(b, 16777216)
+        local rc = lib.jsonw_finish(w, b, false, err, 256)
+        lib.buf_free(b)
+        -- the writer is reusable afterwards
+        lib.jsonw_map_open(w); lib.jsonw_map_close(w)
+        local again = with_buf(function(b2) return lib.jsonw_finish(w, b2, false, err, 256) end)
+        lib.jsonw_free(w)
+        assert.are.equal("{}\n", again)
+        return rc, ffi.string(err)
+    end
+
+    it("refuses documents yajl's generator refused, and stays reusable", function()
+        local cases = {
+            { function(w) end, "json: empty document" },
+            { function(w) lib.jsonw_map_open(w) end, "json: incomplete document" },
+            { function(w) lib.jsonw_map_open(w); lib.jsonw_int(w, 1) end, "json: invalid document structure" },
+            { function(w) lib.jsonw_array_open(w); lib.jsonw_key(w, "k") end, "json: invalid document structure" },
+            { function(w) lib.jsonw_map_open(w); lib.jsonw_key(w, "k"); lib.jsonw_map_close(w) end,
+              "json: invalid document structure" },
+            { function(w) lib.jsonw_map_open(w); lib.jsonw_array_close(w) end, "json: invalid document structure" },
+            { function(w) lib.jsonw_int(w, 1); lib.jsonw_int(w, 2) end, "json: invalid document structure" },
+            { function(w) lib.jsonw_array_open(w); lib.jsonw_raw(w, '"open', 5); lib.jsonw_array_close(w) end,
+              "json: invalid document structure" },
+            { function(w) for _ = 1, 100 do lib.jsonw_array_open(w) end end, "json: invalid document structure" },
+            { function(w) lib.jsonw_array_open(w); lib.jsonw_string(w, string.rep("x", 100)); lib.jsonw_array_close(w) end,
+              "json: output too large or out of memory", 64 },
+        }
+        for i, c in ipairs(cases) do
+            local rc, err = finish_error(c[1], c[3])
+            assert.are.equal(-1, rc, "case " .. i)
+            assert.are.equal(c[2], err, "case " .. i)
+        end
+    end)
+
+    it("appends to a buffer that has content, and respects its limit", function()
+        local function build()
+            local w = lib.jsonw_new(0)
+            lib.jsonw_array_open(w); lib.jsonw_int(w, 1); lib.jsonw_array_close(w)
+            return w
+        end
+        local err = ffi.new("char[256]")
+        local w = build()
+        local out = with_buf(function(b)
+            lib.buf_add(b, "x", 1)
+            return lib.jsonw_finish(w, b, false, err, 256)
+        end)
+        assert.are.equal("x[1]\n", out)
+        lib.jsonw_free(w)
+        w = build()
+        local b = ffi.new("struct buf")
+        lib.buf_init(b, 3)
+        assert.are.equal(-1, lib.jsonw_finish(w, b, false, err, 256))
+        assert.are.equal(0, tonumber(b.len))
+        lib.buf_free(b)
+        lib.jsonw_free(w)
     end)
 end)
 
