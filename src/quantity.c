@@ -11,12 +11,23 @@
 #include <string.h>
 #include <time.h>
 
-/* Appends a signed 64-bit integer; INT64_MIN needs no special case with
- * PRId64. */
+/* Appends a signed 64-bit integer in decimal. Written out rather than
+ * through printf: a `kubectl top pods -A` answer formats tens of thousands
+ * of quantities, and vfprintf was ~4% of that request's instructions. */
 static int
 add_i64(struct buf *b, int64_t v)
 {
-    return buf_addf(b, "%" PRId64, v);
+    char tmp[24], *e = tmp + sizeof tmp, *q = e;
+    /* magnitude as unsigned: -INT64_MIN does not fit an int64_t */
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--q = '-';
+    return buf_add_inline(b, q, (size_t)(e - q));
 }
 
 int
