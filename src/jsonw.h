@@ -5,9 +5,9 @@
  * trailing newline (Go's json.Indent, for ?pretty and WriteRawJSON).
  * Strings are escaped as Go does: '<' '>' '&' as \u003c \u003e \u0026,
  * U+2028/U+2029 as \u2028/\u2029, control bytes as lower-case \u00xx;
- * invalid UTF-8 bytes become U+FFFD (one per byte, like Go) instead of
+ * invalid UTF-8 bytes become \ufffd (one per byte, like Go) instead of
  * failing the response.
- * Uses yajl's generator (the only file that does) and buf.h.
+ * Uses buf.h only (jsonw.c says why not yajl's generator).
  * Thread affinity: a writer belongs to one thread. Errors are sticky: after
  * the first failure every call returns -1 and jsonw_finish reports it, so
  * callers may check once at the end. Map keys must be written with
