@@ -20,6 +20,22 @@ struct prom_client;
 struct kcache_set;
 struct relist;
 struct jsonw;
+struct prom_result;
+struct engine_resource_req;
+
+/* An observer of the queries a metrics.k8s.io request sends, for
+ * `explain` (cli.c); the adapter leaves it NULL. resource.c calls query
+ * once per query after its batch ran, on the handler's thread, before the
+ * answer is written: first marks the first query of a batch (the queries
+ * sent together), promql is NULL or "" when it was not rendered, rc 0 with
+ * the raw result res (borrowed for the call) or -1 with err (the words of
+ * PA's log line). */
+struct resource_trace {
+    void (*query)(void *ctx, const struct engine_resource_req *rq, bool first,
+                  const char *promql, int rc, const char *err,
+                  const struct prom_result *res);
+    void *ctx;
+};
 
 struct api {
     struct cache *cache;              /* borrowed */
@@ -37,6 +53,7 @@ struct api {
     int64_t prom_timeout_ms;          /* --prometheus-timeout */
     int secure_port;
     atomic_bool shutting_down;        /* readyz fails once set */
+    const struct resource_trace *resource_trace;  /* borrowed; NULL: none */
     /* What api_serve wraps with the request metrics: the authentication
      * and authorization filter chain (main.c), or api_handle when NULL.
      * Set before the server starts. */

@@ -408,8 +408,13 @@ run_queries(struct api_call *c, struct rquery *q, size_t n, double now)
         outs[k] = NULL;
     }
 done:
-    for (size_t i = 0; text && i < n; i++)
+    for (size_t i = 0; text && i < n; i++) {
+        const struct resource_trace *t = c->api->resource_trace;
+        if (t)           /* explain: what was sent and what came back */
+            t->query(t->ctx, &q[i].rq, i == 0, text[i].data, q[i].rc,
+                     q[i].err, q[i].hits.res);
         buf_free(&text[i]);
+    }
     free(text);
     free(qs);
     free(ix);
