@@ -1,9 +1,13 @@
-/* cli.c: the check-config and explain subcommands (see cli.h).
+/* cli.c: the check-config and explain subcommands (see cli.h); explain
+ * covers custom.metrics.k8s.io, external.metrics.k8s.io and
+ * metrics.k8s.io paths.
  * Uses flags, engine, lx + yaml (warnings straight from engine.new),
  * reload (config and script loading), prom, kube, kcache, cache, relist,
- * api + server + http_client (explain asks the real handler), selector,
- * metrics, log. Everything is built, used once and freed here; nothing is
- * shared with a running adapter. */
+ * api + server + http_client (explain asks the real handler; for
+ * metrics.k8s.io it watches the handler's queries through
+ * api.resource_trace), selector, quantity, metrics, log. Everything is
+ * built, used once and freed here; nothing is shared with a running
+ * adapter. */
 #include "cli.h"
 #include "api.h"
 #include "buf.h"
@@ -17,6 +21,7 @@
 #include "log.h"
 #include "lx.h"
 #include "prom.h"
+#include "quantity.h"
 #include "relist.h"
 #include "reload.h"
 #include "selector.h"
@@ -24,6 +29,8 @@
 #include "yaml.h"
 #include <lauxlib.h>
 #include <lua.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,13 +200,18 @@ done:
 
 struct target {
     bool external;
+    bool resource_metrics;         /* metrics.k8s.io: pods or nodes */
+    bool nodes;                    /* metrics.k8s.io nodes */
     char version[16];
-    char ns[256];                  /* "" when root-scoped */
+    char ns[256];                  /* "" when root-scoped (metrics.k8s.io:
+                                    * nodes, or pods of all namespaces) */
     char resource[256], group[256];
-    char name[256];                /* "*" for a by-selector query */
+    char name[256];                /* "*" for a by-selector query;
+                                    * metrics.k8s.io: "" for a list */
     char metric[512];
     char *label_selector;          /* decoded labelSelector, owned */
     char *metric_selector;         /* decoded metricLabelSelector, owned */
+    char *field_selector;          /* decoded fieldSelector, owned */
 };
 
 static char *
@@ -212,8 +224,10 @@ query_param(const char *query, const char *key)
         if (n > kl && !strncmp(p, key, kl) && p[kl] == '=') {
             struct buf b;
             buf_init(&b, 1 << 20);
-            if (httputil_pct_decode(p + kl + 1, n - kl - 1, true, &b) != 0)
+            if (httputil_pct_decode(p + kl + 1, n - kl - 1, true, &b) != 0) {
+                buf_free(&b);
                 return NULL;
+            }
             return buf_take(&b, NULL);
         }
         p = amp ? amp + 1 : NULL;
@@ -269,17 +283,37 @@ parse_target(const char *full, struct target *t, char *err, size_t errlen)
         } else {
             goto bad;
         }
+    } else if (!strcmp(s.seg[1], "metrics.k8s.io") &&
+               !strcmp(s.seg[2], "v1beta1")) {
+        /* nodes, nodes/<n>, pods, namespaces/<ns>/pods[/<name>] */
+        t->resource_metrics = true;
+        if (n <= 2 && !strcmp(g[0], "nodes")) {
+            t->nodes = true;
+            snprintf(t->name, sizeof t->name, "%s", n == 2 ? g[1] : "");
+        } else if (n == 1 && !strcmp(g[0], "pods")) {
+            t->name[0] = '\0';
+        } else if ((n == 3 || n == 4) && !strcmp(g[0], "namespaces") &&
+                   !strcmp(g[2], "pods")) {
+            snprintf(t->ns, sizeof t->ns, "%s", g[1]);
+            snprintf(t->name, sizeof t->name, "%s", n == 4 ? g[3] : "");
+        } else {
+            goto bad;
+        }
+        snprintf(t->resource, sizeof t->resource, "%s",
+                 t->nodes ? "nodes" : "pods");
     } else {
         goto bad;
     }
     t->label_selector = query_param(q ? q + 1 : NULL, "labelSelector");
     t->metric_selector = query_param(q ? q + 1 : NULL, "metricLabelSelector");
+    t->field_selector = query_param(q ? q + 1 : NULL, "fieldSelector");
     rc = 0;
     goto done;
 bad:
-    snprintf(err, errlen, "not a metric path of custom.metrics.k8s.io or "
-             "external.metrics.k8s.io: %s (e.g. /apis/custom.metrics.k8s.io/"
-             "v1beta2/namespaces/NS/pods/*/METRIC)", full);
+    snprintf(err, errlen, "not a metric path of custom.metrics.k8s.io, "
+             "external.metrics.k8s.io or metrics.k8s.io/v1beta1: %s (e.g. "
+             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC, "
+             "/apis/metrics.k8s.io/v1beta1/namespaces/NS/pods)", full);
 done:
     httputil_segs_free(&s);
     return rc;
@@ -452,6 +486,46 @@ push_results(lua_State *L, struct engine *e, const char *kind,
     engine_strv_free(queries, nq);
 }
 
+/* A private Lua state holding an engine built from the config text and
+ * given the resource map of snap, at stack index 1 (the diagnosis reads
+ * the engine's own tables). NULL with the reason in err. */
+static lua_State *
+private_engine(const struct config_snap *cs, const char *file,
+               const char *lua_dir, const struct cache_snap *snap, char *err,
+               size_t errlen)
+{
+    lua_State *L = lx_new(lua_dir, err, errlen);
+    if (!L)
+        return NULL;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "adapter.engine");
+    if (lx_pcall(L, 1, 1, err, errlen) != 0)
+        goto fail;
+    lua_getfield(L, -1, "new");
+    if (yaml_push_tree(L, cs->text, cs->len, file, err, errlen) != 0)
+        goto fail;
+    lua_newtable(L);
+    lua_pushstring(L, file);
+    lua_setfield(L, -2, "file");
+    if (lx_pcall(L, 2, 1, err, errlen) != 0 || !lua_istable(L, -1)) {
+        if (!lua_istable(L, -1))
+            snprintf(err, errlen, "the config does not load");
+        goto fail;
+    }
+    lua_replace(L, 1);                                /* eng */
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "set_resources");
+    lua_pushvalue(L, 1);
+    push_resources(L, snap);
+    if (lx_pcall(L, 2, 0, err, errlen) != 0)
+        goto fail;
+    lua_settop(L, 1);
+    return L;
+fail:
+    lx_free(L);
+    return NULL;
+}
+
 /* Prints the rules/series section. Returns the number of producing rules
  * found (-1 when the diagnosis itself failed). */
 static int
@@ -462,32 +536,12 @@ diagnose(const struct config_snap *cs, const char *file, const char *lua_dir,
 {
     char err[8192];
     int found = -1;
-    lua_State *L = lx_new(lua_dir, err, sizeof err);
+    lua_State *L = private_engine(cs, file, lua_dir, snap, err, sizeof err);
     if (!L) {
         out("  (diagnosis unavailable: %s)", err);
         return -1;
     }
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "adapter.engine");
-    if (lx_pcall(L, 1, 1, err, sizeof err) != 0)
-        goto fail;
-    lua_getfield(L, -1, "new");
-    if (yaml_push_tree(L, cs->text, cs->len, file, err, sizeof err) != 0)
-        goto fail;
-    lua_newtable(L);
-    lua_pushstring(L, file);
-    lua_setfield(L, -2, "file");
-    if (lx_pcall(L, 2, 1, err, sizeof err) != 0 || !lua_istable(L, -1)) {
-        if (!lua_istable(L, -1))
-            snprintf(err, sizeof err, "the config does not load");
-        goto fail;
-    }
-    int eng = lua_gettop(L);
-    lua_getfield(L, eng, "set_resources");
-    lua_pushvalue(L, eng);
-    push_resources(L, snap);
-    if (lx_pcall(L, 2, 0, err, sizeof err) != 0)
-        goto fail;
+    int eng = 1;
     if (luaL_loadbuffer(L, diagnose_lua, sizeof diagnose_lua - 1,
                         "=explain") != 0) {
         snprintf(err, sizeof err, "%s", lua_tostring(L, -1));
@@ -575,6 +629,21 @@ print_objects(struct kcache_set *kc, const struct cache_resource *r,
     kcache_release(ks);
 }
 
+/* Appends one sample as `{k="v",...} value @time`; the value in the
+ * fewest digits that read back the same (0.1, not 0.10000000000000001). */
+static void
+format_sample(struct buf *l, const struct prom_sample *s)
+{
+    char v[40];
+    snprintf(v, sizeof v, "%.15g", s->value);
+    if (strtod(v, NULL) != s->value && !isnan(s->value))
+        snprintf(v, sizeof v, "%.17g", s->value);
+    buf_addc(l, '{');
+    for (size_t k = 0; k < s->nlabels; k++)
+        buf_addf(l, "%s%s=\"%s\"", k ? "," : "", s->keys[k], s->values[k]);
+    buf_addf(l, "} %s @%.3f", v, s->ts);
+}
+
 /* The rendered PromQL and the raw samples Prometheus returns for it. */
 static void
 print_query(struct engine *e, const struct cache_snap *snap,
@@ -628,13 +697,8 @@ print_query(struct engine *e, const struct cache_snap *snap,
     for (size_t i = 0; i < res->n; i++) {
         struct buf l;
         buf_init(&l, 1 << 16);
-        buf_addc(&l, '{');
-        for (size_t k = 0; k < res->samples[i].nlabels; k++)
-            buf_addf(&l, "%s%s=\"%s\"", k ? "," : "", res->samples[i].keys[k],
-                     res->samples[i].values[k]);
-        buf_addc(&l, '}');
-        out("  %s %.17g @%.3f", l.data ? l.data : "{}", res->samples[i].value,
-            res->samples[i].ts);
+        format_sample(&l, &res->samples[i]);
+        out("  %s", l.data ? l.data : "(out of memory)");
         buf_free(&l);
     }
     prom_result_free(res);
@@ -643,44 +707,682 @@ done:
     buf_free(&sel);
 }
 
-/* Asks the real handler (a private loopback listener running api_serve)
- * and prints the status and body. */
+/* Prints text of any length on one line, scrubbed of secrets: out()
+ * holds 8 KiB, and log_scrub reads as much, so a long answer (a
+ * PodMetricsList) goes out in pieces cut after a comma where possible. */
 static void
-print_answer(struct api *api, const char *path)
+out_long(const char *text)
 {
-    char err[2048];
+    enum { PIECE = 4000 };
+    char piece[2 * PIECE + 64];
+    for (const char *p = text; *p;) {
+        size_t n = strnlen(p, PIECE);
+        if (p[n]) {
+            size_t cut = n;
+            while (cut > PIECE / 2 && p[cut - 1] != ',')
+                cut--;
+            if (p[cut - 1] == ',')
+                n = cut;
+        }
+        memcpy(piece, p, n);
+        piece[n] = '\0';
+        log_scrub(piece, sizeof piece);
+        fputs(piece, stdout);
+        p += n;
+    }
+    fputc('\n', stdout);
+}
+
+/* Asks the real handler (a private loopback listener running api_serve)
+ * for path: 0 with the HTTP status and body (the caller frees it), or -1
+ * with the reason in err. */
+static int
+ask_handler(struct api *api, const char *path, long *status, struct buf *body,
+            char *err, size_t errlen)
+{
     struct server_config sc = {
         .bind_address = "127.0.0.1", .port = 0, .tls = false, .threads = 2,
         .handler = api_serve, .ctx = api,
         .thread_init = api_thread_init, .thread_fini = api_thread_fini,
     };
-    struct server *srv = server_new(&sc, err, sizeof err);
+    struct server *srv = server_new(&sc, err, errlen);
     struct http_client *hc = NULL;
     struct http_resp resp = {0};
-    out("== Answer");
-    if (!srv || server_start(srv, err, sizeof err) != 0) {
-        out("  (unable to run the handler: %s)", err);
+    int rc = -1;
+    buf_init(&resp.body, 0);
+    if (!srv || server_start(srv, err, errlen) != 0) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "unable to run the handler: %s", why);
         goto done;
     }
-    hc = http_client_new(err, sizeof err);
-    if (!hc) {
-        out("  (%s)", err);
+    hc = http_client_new(err, errlen);
+    if (!hc)
         goto done;
-    }
     char url[8192];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", server_port(srv), path);
     struct http_req rq = { .method = "GET", .url = url, .timeout_ms = 60000 };
-    buf_init(&resp.body, 0);
-    if (http_client_do(hc, &rq, &resp, err, sizeof err) != 0 && !resp.status) {
-        out("  (request failed: %s)", err);
+    if (http_client_do(hc, &rq, &resp, err, errlen) != 0 && !resp.status) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "request failed: %s", why);
         goto done;
     }
-    out("  HTTP %ld", resp.status);
-    out("%s", resp.body.data ? resp.body.data : "");
+    *status = resp.status;
+    *body = resp.body;
+    buf_init(&resp.body, 0);
+    rc = 0;
 done:
     buf_free(&resp.body);
     http_client_free(hc);
     server_free(srv);
+    return rc;
+}
+
+/* The == Answer section of an answer ask_handler got (rc its result). */
+static void
+print_answer_of(int rc, long status, const struct buf *body, const char *err)
+{
+    out("== Answer");
+    if (rc != 0) {
+        out("  (%s)", err);
+        return;
+    }
+    out("  HTTP %ld", status);
+    out_long(body->data ? body->data : "");
+}
+
+/* Asks the real handler and prints the status and body. */
+static void
+print_answer(struct api *api, const char *path)
+{
+    char err[2048];
+    long status = 0;
+    struct buf body;
+    buf_init(&body, 0);
+    int rc = ask_handler(api, path, &status, &body, err, sizeof err);
+    print_answer_of(rc, status, &body, err);
+    buf_free(&body);
+}
+
+/* -- explain: metrics.k8s.io ----------------------------------------------- */
+
+#define SHOW_NAMES 10              /* object names listed */
+#define SHOW_SAMPLES 10            /* raw samples shown per query */
+
+/* One query the metrics.k8s.io handler sent, copied from its trace
+ * (api.resource_trace); every pointer owned. */
+struct rrec {
+    bool cpu, node, first;         /* first: opens a batch sent together */
+    char *ns;                      /* pods' namespace; "" for nodes */
+    char **names;                  /* the objects queried, in order */
+    size_t nnames;
+    char *promql;                  /* NULL: not rendered */
+    int rc;
+    char *err;                     /* rc != 0 */
+    size_t nsamples;
+    char **shown;                  /* the first SHOW_SAMPLES, formatted */
+    size_t nshown;
+    char **objs;                   /* sorted distinct values of the object
+                                    * label (pod or node) of the samples */
+    size_t nobjs;
+};
+
+struct rtrace {
+    pthread_mutex_t mu;
+    struct engine_resource_labels lab[2];   /* cpu, memory */
+    struct rrec *v;
+    size_t n;
+    bool oom;                      /* a record was lost */
+};
+
+static void
+rrec_free(struct rrec *r)
+{
+    free(r->ns);
+    engine_strv_free(r->names, r->nnames);
+    free(r->promql);
+    free(r->err);
+    engine_strv_free(r->shown, r->nshown);
+    engine_strv_free(r->objs, r->nobjs);
+    memset(r, 0, sizeof *r);
+}
+
+static int
+cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Copies what explain shows of res into r: the count, the first samples,
+ * and the objects (values of label) that have a sample. 0, or -1 for out
+ * of memory. */
+static int
+rrec_samples(struct rrec *r, const struct prom_result *res, const char *label)
+{
+    const char **tmp = calloc(res->n + 1, sizeof *tmp);
+    size_t nt = 0;
+    int rc = -1;
+    r->nsamples = res->n;
+    r->shown = calloc(SHOW_SAMPLES + 1, sizeof *r->shown);
+    r->objs = calloc(res->n + 1, sizeof *r->objs);
+    if (!tmp || !r->shown || !r->objs)
+        goto done;
+    for (size_t i = 0; i < res->n; i++) {
+        const struct prom_sample *s = &res->samples[i];
+        if (i < SHOW_SAMPLES) {
+            struct buf l;
+            buf_init(&l, 1 << 16);
+            format_sample(&l, s);
+            if (isnan(s->value) || s->value < 0)
+                buf_adds(&l, " (reported as 0)");
+            if (!(r->shown[r->nshown] = buf_take(&l, NULL)))
+                goto done;
+            r->nshown++;
+        }
+        const char *o = *label ? prom_sample_label(s, label) : NULL;
+        if (o)
+            tmp[nt++] = o;
+    }
+    qsort(tmp, nt, sizeof *tmp, cmp_cstr);
+    for (size_t i = 0; i < nt; i++) {
+        if (i && !strcmp(tmp[i], tmp[i - 1]))
+            continue;
+        if (!(r->objs[r->nobjs] = strdup(tmp[i])))
+            goto done;
+        r->nobjs++;
+    }
+    rc = 0;
+done:
+    free(tmp);
+    return rc;
+}
+
+/* resource_trace.query: runs on the handler's thread. */
+static void
+trace_query(void *ctx, const struct engine_resource_req *rq, bool first,
+            const char *promql, int rc, const char *err,
+            const struct prom_result *res)
+{
+    struct rtrace *tr = ctx;
+    struct rrec r = { .cpu = !strcmp(rq->resource, "cpu"), .node = rq->node,
+                      .first = first, .rc = rc };
+    const struct engine_resource_labels *l = &tr->lab[r.cpu ? 0 : 1];
+    bool ok = (r.ns = strdup(rq->node || !rq->namespace_ ? "" : rq->namespace_)) &&
+              (r.names = calloc(rq->nnames + 1, sizeof *r.names));
+    for (size_t i = 0; ok && i < rq->nnames; i++)
+        ok = (r.names[r.nnames++] = strdup(rq->names[i])) != NULL;
+    if (ok && promql && *promql)
+        ok = (r.promql = strdup(promql)) != NULL;
+    if (ok && rc != 0)
+        ok = (r.err = strdup(err ? err : "")) != NULL;
+    if (ok && rc == 0 && res)
+        ok = rrec_samples(&r, res, rq->node ? l->node : l->pod) == 0;
+    pthread_mutex_lock(&tr->mu);
+    struct rrec *v = ok ? realloc(tr->v, (tr->n + 1) * sizeof *v) : NULL;
+    if (v) {
+        tr->v = v;
+        tr->v[tr->n++] = r;
+    } else {
+        tr->oom = true;
+        rrec_free(&r);
+    }
+    pthread_mutex_unlock(&tr->mu);
+}
+
+/* "cpu, namespace shop, 2 pods" / "memory, 3 nodes". */
+static void
+rrec_title(const struct rrec *r, char *out, size_t outlen)
+{
+    if (r->node)
+        snprintf(out, outlen, "%s, %zu node%s", r->cpu ? "cpu" : "memory",
+                 r->nnames, r->nnames == 1 ? "" : "s");
+    else
+        snprintf(out, outlen, "%s, namespace %s, %zu pod%s",
+                 r->cpu ? "cpu" : "memory", r->ns, r->nnames,
+                 r->nnames == 1 ? "" : "s");
+}
+
+/* Prints "<head>: <text>", the lines of a multi-line text indented. */
+static void
+out_multiline(const char *head, const char *text)
+{
+    const char *nl = strchr(text, '\n');
+    out("  %s: %.*s", head, (int)(nl ? (size_t)(nl - text) : strlen(text)), text);
+    while (nl && nl[1]) {
+        const char *p = nl + 1;
+        nl = strchr(p, '\n');
+        out("    %.*s", (int)(nl ? (size_t)(nl - p) : strlen(p)), p);
+    }
+}
+
+/* The resourceRules in use: the query template of each rule for this
+ * path, its resource mapping and the labels the engine resolved from it.
+ * Arguments: eng (given the resource map), node, file, window. */
+static const char resource_rules_lua[] =
+    "local eng, node, file, window = ...\n"
+    "local rr = eng.cfg.resourceRules\n"
+    "local lines = {}\n"
+    "local function add(s) lines[#lines + 1] = s end\n"
+    "local function at(line) return line and (file .. ':' .. line) or file end\n"
+    "add(string.format('  resourceRules: window %s (reported in every item, '\n"
+    "  .. 'not used in queries)', window))\n"
+    "local key = node and 'nodeQuery' or 'containerQuery'\n"
+    "for _, which in ipairs({ 'cpu', 'memory' }) do\n"
+    "  local r = rr[which]\n"
+    "  add(string.format('  %s: %s (%s)', which, key, at(r['_line_' .. key] or r._line)))\n"
+    "  local text = (r[key] or ''):gsub('\\n+$', '')\n"
+    "  if text == '' then add('    (empty: every ' .. which .. ' query fails)') end\n"
+    "  for l in (text ~= '' and text .. '\\n' or ''):gmatch('([^\\n]*)\\n') do\n"
+    "    add('    ' .. l)\n"
+    "  end\n"
+    "  local m = {}\n"
+    "  for _, o in ipairs(r.resources.overrides or {}) do\n"
+    "    local gr = o.value or {}\n"
+    "    local res = gr.resource or ''\n"
+    "    if (gr.group or '') ~= '' then res = res .. '.' .. gr.group end\n"
+    "    m[#m + 1] = (#m == 0 and 'overrides ' or '') .. o.key .. ' -> ' .. res\n"
+    "  end\n"
+    "  if (r.resources.template or '') ~= '' then\n"
+    "    m[#m + 1] = string.format('template %q', r.resources.template)\n"
+    "  end\n"
+    "  add('    resources: ' .. (#m > 0 and table.concat(m, ', ')\n"
+    "    or 'none (no overrides, no template)'))\n"
+    "  local ok, l = pcall(eng.resource_labels, eng, which)\n"
+    "  if not ok or type(l) ~= 'table' then l = {} end\n"
+    "  local function lab(k)\n"
+    "    if l[k] then return string.format('%s %q', k, l[k]) end\n"
+    "    return k .. ': none (no label maps to ' .. k .. 's: the query cannot be rendered)'\n"
+    "  end\n"
+    "  if node then\n"
+    "    add('    labels: ' .. lab('node'))\n"
+    "  else\n"
+    "    local cl = r.containerLabel or ''\n"
+    "    add(string.format('    labels: %s, %s, containerLabel %q%s', lab('namespace'),\n"
+    "      lab('pod'), cl, cl == '' and ' (every container is named \"\")' or ''))\n"
+    "  end\n"
+    "end\n"
+    "return lines\n";
+
+static void
+print_resource_rules(const struct config_snap *cs, const char *file,
+                     const char *lua_dir, const struct cache_snap *snap,
+                     bool node, const char *window)
+{
+    char err[8192];
+    lua_State *L = private_engine(cs, file, lua_dir, snap, err, sizeof err);
+    if (!L) {
+        out("  (unavailable: %s)", err);
+        return;
+    }
+    if (luaL_loadbuffer(L, resource_rules_lua, sizeof resource_rules_lua - 1,
+                        "=explain") != 0) {
+        out("  (unavailable: %s)", lua_tostring(L, -1));
+        lx_free(L);
+        return;
+    }
+    lua_pushvalue(L, 1);
+    lua_pushboolean(L, node);
+    lua_pushstring(L, file);
+    lua_pushstring(L, window);
+    if (lx_pcall(L, 4, 1, err, sizeof err) != 0) {
+        out("  (unavailable: %s)", err);
+        lx_free(L);
+        return;
+    }
+    size_t n = lua_objlen(L, -1);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, (int)i);
+        out("%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lx_free(L);
+}
+
+/* ", labelSelector "..."" and ", fieldSelector "..."" of the request. */
+static void
+selectors_text(const struct target *t, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s%s%s%s%s%s",
+             t->label_selector ? ", labelSelector \"" : "",
+             t->label_selector ? t->label_selector : "",
+             t->label_selector ? "\"" : "",
+             t->field_selector ? ", fieldSelector \"" : "",
+             t->field_selector ? t->field_selector : "",
+             t->field_selector ? "\"" : "");
+}
+
+/* "namespace shop" / "all namespaces". */
+static const char *
+scope_text(const struct target *t, char *out, size_t outlen)
+{
+    if (*t->ns)
+        snprintf(out, outlen, "namespace %s", t->ns);
+    else
+        snprintf(out, outlen, "all namespaces");
+    return out;
+}
+
+/* Objects of the Running pod cache (or the node cache) in the request's
+ * scope; -1 when the cache is unavailable. */
+static long
+count_in_scope(struct kcache_set *kc, const struct target *t)
+{
+    char err[1024];
+    struct kcache_snap *ks = kcache_acquire(kc, "", "v1", t->resource,
+                                            t->nodes ? NULL : "status.phase=Running",
+                                            15000, err, sizeof err);
+    if (!ks)
+        return -1;
+    size_t first = 0, last = ks->n;
+    if (!t->nodes && *t->ns)
+        kcache_ns_range(ks, t->ns, &first, &last);
+    kcache_release(ks);
+    return (long)(last - first);
+}
+
+/* == Objects selected: the objects the handler queried (its trace),
+ * against the Running pods (or nodes) of the request's scope. */
+static void
+print_selected(struct kcache_set *kc, const struct target *t,
+               const struct rtrace *tr, long status)
+{
+    char sels[2048], scope[300];
+    size_t total = 0, shown = 0;
+    selectors_text(t, sels, sizeof sels);
+    out("== Objects selected (%s)", t->nodes ? "nodes" : "Running pods");
+    for (size_t i = 0; i < tr->n; i++)
+        if (tr->v[i].cpu)
+            total += tr->v[i].nnames;
+    if (total == 0 && status != 200 && !(*t->name && status == 404)) {
+        out("  (none: the handler answered HTTP %ld before querying, see "
+            "== Answer)", status);
+    } else if (*t->name && total == 0) {
+        if (t->nodes)
+            out("  none: no node named %s (the handler answers 404)", t->name);
+        else
+            out("  none: no Running pod %s/%s (the handler answers 404)", t->ns,
+                t->name);
+    } else if (!*t->name) {
+        long have = count_in_scope(kc, t);
+        char of[64] = "";
+        if (have >= 0)
+            snprintf(of, sizeof of, " of %ld", have);
+        if (t->nodes)
+            out("  %zu%s node%s%s", total, of,
+                (have >= 0 ? have : (long)total) == 1 ? "" : "s", sels);
+        else
+            out("  %zu%s Running pod%s in %s%s", total, of,
+                (have >= 0 ? have : (long)total) == 1 ? "" : "s",
+                scope_text(t, scope, sizeof scope), sels);
+        if (total == 0)
+            out("  (none: the handler sends no query and answers an empty "
+                "list)");
+    }
+    for (size_t i = 0; i < tr->n; i++) {
+        const struct rrec *r = &tr->v[i];
+        for (size_t k = 0; r->cpu && k < r->nnames; k++, shown++) {
+            if (shown >= SHOW_NAMES)
+                continue;
+            out("  %s%s%s", r->ns, *r->ns ? "/" : "", r->names[k]);
+        }
+    }
+    if (shown > SHOW_NAMES)
+        out("  ... and %zu more", shown - SHOW_NAMES);
+}
+
+/* == PromQL and == Raw samples: every query as the handler sent it. */
+static void
+print_resource_queries(const struct rtrace *tr)
+{
+    char title[600];
+    size_t nbatch = 0, b = 0;
+    for (size_t i = 0; i < tr->n; i++)
+        nbatch += tr->v[i].first;
+    out("== PromQL");
+    if (tr->n == 0)
+        out("  (no query sent)");
+    for (size_t i = 0; i < tr->n; i++) {
+        const struct rrec *r = &tr->v[i];
+        if (r->first) {
+            size_t m = 1;
+            while (i + m < tr->n && !tr->v[i + m].first)
+                m++;
+            out("  batch %zu of %zu (%zu queries sent together):", ++b, nbatch, m);
+        }
+        rrec_title(r, title, sizeof title);
+        if (r->promql)
+            out_multiline(title, r->promql);
+        else
+            out("  %s: not rendered: %s", title, r->err ? r->err : "");
+    }
+    out("== Raw samples");
+    if (tr->n == 0)
+        out("  (no query sent)");
+    for (size_t i = 0; i < tr->n; i++) {
+        const struct rrec *r = &tr->v[i];
+        rrec_title(r, title, sizeof title);
+        if (!r->promql) {
+            out("  %s: not sent", title);
+            continue;
+        }
+        if (r->rc != 0) {
+            out("  %s: %s", title, r->err ? r->err : "failed");
+            continue;
+        }
+        out("  %s: %zu sample%s", title, r->nsamples, r->nsamples == 1 ? "" : "s");
+        for (size_t k = 0; k < r->nshown; k++)
+            out("    %s", r->shown[k]);
+        if (r->nsamples > r->nshown)
+            out("    ... and %zu more", r->nsamples - r->nshown);
+    }
+}
+
+static bool
+has_obj(const struct rrec *r, const char *name)
+{
+    return bsearch(&name, r->objs, r->nobjs, sizeof *r->objs, cmp_cstr) != NULL;
+}
+
+/* The memory query that went with cpu query r (same namespace, or the
+ * nodes), or NULL. */
+static const struct rrec *
+mem_pair(const struct rtrace *tr, const struct rrec *r)
+{
+    for (size_t i = 0; i < tr->n; i++)
+        if (!tr->v[i].cpu && tr->v[i].node == r->node && !strcmp(tr->v[i].ns, r->ns))
+            return &tr->v[i];
+    return NULL;
+}
+
+/* Pods of the request's scope that are not Running and match its
+ * labelSelector (the fieldSelector is not applied here), from a cache of
+ * the non-Running pods; each printed as "not Running". Returns how many. */
+static size_t
+print_not_running(struct kcache_set *kc, const struct target *t)
+{
+    char err[1024];
+    size_t n = 0;
+    struct kcache_snap *ks = kcache_acquire(kc, "", "v1", "pods",
+                                            "status.phase!=Running", 15000,
+                                            err, sizeof err);
+    if (!ks) {
+        out("  (pods that are not Running: unable to list them: %s)", err);
+        return 0;
+    }
+    const char *ls = t->label_selector ? t->label_selector : "";
+    struct selector *sel = selector_parse(ls, strlen(ls), err, sizeof err);
+    size_t first = 0, last = ks->n;
+    if (*t->ns)
+        kcache_ns_range(ks, t->ns, &first, &last);
+    for (size_t i = first; sel && i < last; i++) {
+        const struct kcache_obj *o = &ks->objs[i];
+        if (*t->name ? strcmp(o->name, t->name) != 0
+                     : !selector_matches(sel, obj_label, (void *)o))
+            continue;
+        if (n++ < SHOW_NAMES)
+            out("  %s/%s: not Running (metrics.k8s.io serves Running pods only)",
+                o->namespace, o->name);
+    }
+    if (n > SHOW_NAMES)
+        out("  ... and %zu more that are not Running", n - SHOW_NAMES);
+    selector_free(sel);
+    kcache_release(ks);
+    return n;
+}
+
+/* == Objects without data: why each selected object is missing from the
+ * answer, by the handler's rule (spec-rules §7.4: both queries of its
+ * namespace succeeded and each has a sample for it), read from the
+ * samples the handler got; and the pods left out for not Running. */
+static void
+print_without_data(struct kcache_set *kc, const struct target *t,
+                   const struct rtrace *tr, long status)
+{
+    size_t n = 0, lines = 0, covered = 0;   /* objects; lines printed and
+                                             * the objects they name */
+    out("== Objects without data");
+    for (size_t i = 0; i < tr->n; i++) {
+        const struct rrec *c = &tr->v[i], *m;
+        if (!c->cpu)
+            continue;
+        m = mem_pair(tr, c);
+        const struct engine_resource_labels *lc = &tr->lab[0], *lm = &tr->lab[1];
+        if (c->rc != 0 || !m || m->rc != 0) {
+            const char *which = c->rc != 0 ? "cpu" : "memory";
+            const char *why = c->rc != 0 ? c->err : m ? m->err : "not sent";
+            n += c->nnames;
+            if (lines++ >= SHOW_NAMES)
+                continue;
+            covered += c->nnames;
+            if (c->node)
+                out("  every node (%zu): the %s query failed, so the handler "
+                    "answers none: %s", c->nnames, which, why ? why : "");
+            else
+                out("  every pod of namespace %s (%zu): the %s query failed, so "
+                    "the handler leaves them out: %s", c->ns, c->nnames, which,
+                    why ? why : "");
+            continue;
+        }
+        for (size_t k = 0; k < c->nnames; k++) {
+            bool hc = has_obj(c, c->names[k]), hm = has_obj(m, c->names[k]);
+            if (hc && hm)
+                continue;
+            n++;
+            if (lines++ >= SHOW_NAMES)
+                continue;
+            covered++;
+            struct buf why;
+            buf_init(&why, 4096);
+            if (!hc)
+                buf_addf(&why, "no cpu sample with %s=\"%s\"",
+                         c->node ? lc->node : lc->pod, c->names[k]);
+            if (!hm)
+                buf_addf(&why, "%sno memory sample with %s=\"%s\"",
+                         hc ? "" : ", ", c->node ? lm->node : lm->pod,
+                         c->names[k]);
+            out("  %s%s%s: %s", c->ns, *c->ns ? "/" : "", c->names[k],
+                why.data ? why.data : "no sample");
+            buf_free(&why);
+        }
+    }
+    if (n > covered)
+        out("  ... and %zu more without data", n - covered);
+    if (!t->nodes)
+        n += print_not_running(kc, t);
+    if (n == 0 && *t->name && tr->n == 0 && status == 404) {
+        out("  %s%s%s: not among the %s", t->ns, *t->ns ? "/" : "", t->name,
+            t->nodes ? "nodes" : "pods (Running or not)");
+        n++;
+    }
+    if (n == 0 && tr->n > 0)
+        out("  (none: every selected object has data)");
+    else if (n == 0)
+        out("  (none)");
+    if (tr->oom)
+        out("  (some queries could not be recorded: out of memory)");
+}
+
+/* explain for a metrics.k8s.io path. Returns the exit code: 0 when
+ * resourceRules is configured, 1 when not. */
+static int
+explain_resource(struct api *api, struct engine *eng,
+                 const struct config_snap *cs, const char *file,
+                 const char *lua_dir, const struct cache_snap *snap,
+                 struct kcache_set *kc, const struct target *t,
+                 const char *path)
+{
+    char sels[2048], scope[300], err[4096];
+    struct rtrace tr;
+    struct resource_trace hook = { trace_query, &tr };
+    struct buf body;
+    long status = 0;
+    int rc;
+
+    memset(&tr, 0, sizeof tr);
+    buf_init(&body, 0);
+    selectors_text(t, sels, sizeof sels);
+    out("== Request");
+    if (t->nodes && *t->name)
+        out("  NodeMetrics of node %s", t->name);
+    else if (t->nodes)
+        out("  NodeMetricsList of the nodes%s", sels);
+    else if (*t->name)
+        out("  PodMetrics of pod %s/%s", t->ns, t->name);
+    else
+        out("  PodMetricsList of the Running pods in %s%s",
+            scope_text(t, scope, sizeof scope), sels);
+
+    out("== Resource rules");
+    if (!engine_has(eng, "resource")) {
+        out("  resourceRules is not configured in %s: this config does not "
+            "serve metrics.k8s.io, and the adapter answers 404 for every "
+            "metrics.k8s.io path", file);
+        out("  fix: add a resourceRules section (cpu and memory, each with "
+            "containerQuery, nodeQuery, resources and containerLabel; and "
+            "window): rules/resource-metrics.yaml has one for kube-prometheus, "
+            "docs/configuration.md describes each field; then register "
+            "v1beta1.metrics.k8s.io (deploy/overlays/resource-metrics)");
+        rc = ask_handler(api, path, &status, &body, err, sizeof err);
+        print_answer_of(rc, status, &body, err);
+        buf_free(&body);
+        return 1;
+    }
+    if (engine_set_resources(eng, snap->resources, snap->nresources, err,
+                             sizeof err) != 0)
+        out("  (resource map: %s)", err);
+    char window[64] = "0s";
+    if (engine_resource_labels(eng, "cpu", &tr.lab[0], err, sizeof err) != 0 ||
+        engine_resource_labels(eng, "memory", &tr.lab[1], err, sizeof err) != 0) {
+        out("  (labels unavailable: %s)", err);
+    } else {
+        struct buf w;
+        buf_init(&w, sizeof window - 1);
+        if (quantity_go_duration(&w, tr.lab[0].window_ms) == 0 && w.data)
+            snprintf(window, sizeof window, "%s", w.data);
+        buf_free(&w);
+    }
+    print_resource_rules(cs, file, lua_dir, snap, t->nodes, window);
+
+    /* the real handler answers while its queries are recorded */
+    pthread_mutex_init(&tr.mu, NULL);
+    api->resource_trace = &hook;
+    rc = ask_handler(api, path, &status, &body, err, sizeof err);
+    api->resource_trace = NULL;
+    pthread_mutex_lock(&tr.mu);    /* the handler's writes happen before */
+    pthread_mutex_unlock(&tr.mu);
+
+    print_selected(kc, t, &tr, rc == 0 ? status : 0);
+    print_resource_queries(&tr);
+    print_without_data(kc, t, &tr, rc == 0 ? status : 0);
+    print_answer_of(rc, status, &body, err);
+
+    for (size_t i = 0; i < tr.n; i++)
+        rrec_free(&tr.v[i]);
+    free(tr.v);
+    pthread_mutex_destroy(&tr.mu);
+    buf_free(&body);
+    return 0;
 }
 
 static const char *
@@ -736,7 +1438,8 @@ cli_explain(int argc, char **argv, cli_make_prom make_prom)
     const char *path = find_path(argc, argv);
     if (!path) {
         fprintf(stderr, "Error: explain needs an API path, e.g. /apis/custom."
-                "metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC\n");
+                "metrics.k8s.io/v1beta2/namespaces/NS/pods/*/METRIC or "
+                "/apis/metrics.k8s.io/v1beta1/namespaces/NS/pods\n");
         goto done;
     }
     if (parse_target(path, &t, err, ERR_MAX) != 0) {
@@ -804,7 +1507,8 @@ cli_explain(int argc, char **argv, cli_make_prom make_prom)
         fprintf(stderr, "Error: API discovery: %s\n", err);
         goto done;
     }
-    snap = wait_listed(&cache, t.external, 60000);
+    snap = t.resource_metrics ? cache_acquire(&cache)
+                              : wait_listed(&cache, t.external, 60000);
 
     api.cache = &cache;
     api.relist = relist;
@@ -818,6 +1522,11 @@ cli_explain(int argc, char **argv, cli_make_prom make_prom)
     api.secure_port = o.secure_port;
     atomic_init(&api.shutting_down, false);
 
+    if (t.resource_metrics) {
+        rc = explain_resource(&api, eng, store.cur, o.config, lua_dir, snap,
+                              kcache, &t, path);
+        goto done;
+    }
     out("== Request");
     if (t.external)
         out("  external metric %s in namespace %s%s%s", t.metric, t.ns,
@@ -898,6 +1607,7 @@ done:
         config_snap_free(cs);
     free(t.label_selector);
     free(t.metric_selector);
+    free(t.field_selector);
     free(err);
     options_free(&o);
     return rc;

@@ -3,8 +3,12 @@
 -- works, the producing rule and series, the objects, the exact PromQL, the
 -- raw samples and the handler's JSON; for a metric no rule produces, the
 -- nearest candidates with the reason each was rejected (filter, name,
--- resource label); external metrics; usage errors.
--- Uses: spec/helpers.lua, spec/fixtures/{prometheus,kube}/*.json.
+-- resource label); external metrics; metrics.k8s.io paths (the resource
+-- rules, the Running pods or nodes selected, the PromQL of each batch, the
+-- raw samples, the objects without data and why, the handler's JSON; a
+-- config without resourceRules); usage errors.
+-- Uses: spec/helpers.lua, spec/fixtures/{prometheus,kube}/*.json, plus pods
+-- of a namespace "shop" added to the fake Kubernetes.
 
 local helpers = require "helpers"
 local cjson = require "cjson"
@@ -27,6 +31,64 @@ local function rule(filters, pod, as)
     return string.format(RULE, filters or "", pod and POD or "", as)
 end
 
+-- metrics.k8s.io: the resource rules and the queries they render.
+local RESOURCE = [[
+resourceRules:
+  cpu:
+    containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(rate(node_cpu_seconds_total{<<.LabelMatchers>>,mode!="idle"}[3m])) by (<<.GroupBy>>)'
+    resources:
+      overrides:
+        node: {resource: node}
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    containerLabel: container
+  memory:
+    containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(node_memory_MemTotal_bytes{<<.LabelMatchers>>} - node_memory_MemAvailable_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+    resources:
+      overrides:
+        node: {resource: node}
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    containerLabel: container
+  window: 90s
+]]
+local RM = "/apis/metrics.k8s.io/v1beta1"
+local TS = 1715851267.123
+
+local function matcher(label, names)
+    return #names == 1 and (label .. '="' .. names[1] .. '"')
+        or (label .. '=~"' .. table.concat(names, "|") .. '"')
+end
+
+local function cpu_q(pods)
+    return 'sum(rate(container_cpu_usage_seconds_total{namespace="shop",' .. matcher("pod", pods)
+        .. ',container!=""}[3m])) by (pod,container)'
+end
+
+local function mem_q(pods)
+    return 'sum(container_memory_working_set_bytes{namespace="shop",' .. matcher("pod", pods)
+        .. ',container!=""}) by (pod,container)'
+end
+
+local function node_cpu_q(nodes)
+    return 'sum(rate(node_cpu_seconds_total{' .. matcher("node", nodes)
+        .. ',mode!="idle"}[3m])) by (node)'
+end
+
+local function node_mem_q(nodes)
+    local m = matcher("node", nodes)
+    return 'sum(node_memory_MemTotal_bytes{' .. m .. '} - node_memory_MemAvailable_bytes{'
+        .. m .. '}) by (node)'
+end
+
+local function vector(samples)
+    local r = {}
+    for i, s in ipairs(samples) do r[i] = { metric = s[1], value = { TS, s[2] } } end
+    return { resultType = "vector", result = r }
+end
+
 describe("explain", function()
     local prom, kube, kc
 
@@ -43,6 +105,30 @@ describe("explain", function()
         prom:control("POST", "/_fake/query", { pattern = "queue_depth", result = {
             resultType = "vector",
             result = { { metric = { queue = "orders" }, value = { 1715851267.1, "7" } } } } })
+        -- metrics.k8s.io: Running pods web-1, web-2, db-0 (db-0 without
+        -- memory data) and a Pending pod in namespace shop; node worker-1
+        kube:control("POST", "/_fake/objects", { resource = "pods", items = {
+            { name = "web-2", namespace = "shop", labels = { app = "web" }, phase = "Running" },
+            { name = "web-1", namespace = "shop", labels = { app = "web" }, phase = "Running" },
+            { name = "db-0", namespace = "shop", labels = { app = "db" }, phase = "Running" },
+            { name = "pending-0", namespace = "shop", labels = { app = "web" }, phase = "Pending" },
+        } })
+        local function script(query, samples)
+            prom:control("POST", "/_fake/query", { query = query, result = vector(samples) })
+        end
+        local cpu = { { { pod = "web-1", container = "app" }, "0.25" },
+            { { pod = "web-2", container = "app" }, "1.5" },
+            { { pod = "db-0", container = "postgres" }, "-1" } }
+        local mem = { { { pod = "web-1", container = "app" }, "104857600" },
+            { { pod = "web-2", container = "app" }, "52428800" } }
+        script(cpu_q({ "db-0", "web-1", "web-2" }), cpu)
+        script(mem_q({ "db-0", "web-1", "web-2" }), mem)
+        script(cpu_q({ "web-1", "web-2" }), { cpu[1], cpu[2] })
+        script(mem_q({ "web-1", "web-2" }), mem)
+        script(cpu_q({ "db-0" }), { cpu[3] })
+        script(mem_q({ "db-0" }), {})
+        script(node_cpu_q({ "worker-1" }), { { { node = "worker-1" }, "0.5" } })
+        script(node_mem_q({ "worker-1" }), { { { node = "worker-1" }, "2147483648" } })
         kc = helpers.kubeconfig(kube)
     end)
 
@@ -179,6 +265,148 @@ externalRules:
         assert.are.same({ '  sum(queue_depth{queue="orders"}) by (queue)' }, section(out, "PromQL"))
         assert.are.equal("  HTTP 200", section(out, "Answer")[1])
         assert.are.equal("7", cjson.decode(section(out, "Answer")[2]).items[1].value)
+    end)
+
+    -- The lines of section title that start with prefix.
+    local function lines_with(out, title, prefix)
+        local t = {}
+        for _, l in ipairs(section(out, title)) do
+            if l:sub(1, #prefix) == prefix then t[#t + 1] = l end
+        end
+        return t
+    end
+
+    local function sent_queries()
+        local sent = {}
+        for _, r in ipairs(prom:requests("/api/v1/query")) do
+            sent[r.params.query[1] or r.params.query] = true
+        end
+        return sent
+    end
+
+    describe("metrics.k8s.io", function()
+        it("explains the pods of a namespace: rules, objects, batches, samples, missing data, answer", function()
+            prom:clear_requests()
+            local rc, out, err = explain(RESOURCE, RM .. "/namespaces/shop/pods")
+            assert.are.equal(0, rc, err .. out)
+            assert.are.same({ "  PodMetricsList of the Running pods in namespace shop" },
+                section(out, "Request"))
+            local rules = section(out, "Resource rules")
+            assert.are.equal("  resourceRules: window 1m30s (reported in every item, not used in queries)",
+                rules[1])
+            assert.truthy(rules[2]:match("^  cpu: containerQuery %(.*config%.yaml:3%)$"), rules[2])
+            assert.are.same({
+                '    sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) '
+                    .. 'by (<<.GroupBy>>)',
+                "    resources: overrides node -> node, namespace -> namespace, pod -> pod",
+                '    labels: namespace "namespace", pod "pod", containerLabel "container"',
+            }, { rules[3], rules[4], rules[5] })
+            assert.truthy(rules[6]:match("^  memory: containerQuery "), rules[6])
+            assert.are.same({ "  3 of 3 Running pods in namespace shop", "  shop/db-0", "  shop/web-1",
+                "  shop/web-2" }, section(out, "Objects selected"))
+            local all = { "db-0", "web-1", "web-2" }
+            assert.are.same({ "  batch 1 of 1 (2 queries sent together):",
+                "  cpu, namespace shop, 3 pods: " .. cpu_q(all),
+                "  memory, namespace shop, 3 pods: " .. mem_q(all) }, section(out, "PromQL"))
+            -- the PromQL shown is what the handler sent
+            local sent = sent_queries()
+            assert.is_true(sent[cpu_q(all)])
+            assert.is_true(sent[mem_q(all)])
+            local raw = section(out, "Raw samples")
+            assert.are.equal("  cpu, namespace shop, 3 pods: 3 samples", raw[1])
+            assert.are.equal('    {container="postgres",pod="db-0"} -1 @1715851267.123 (reported as 0)',
+                raw[4])
+            assert.are.equal("  memory, namespace shop, 3 pods: 2 samples", raw[5])
+            assert.are.same({
+                '  shop/db-0: no memory sample with pod="db-0"',
+                "  shop/pending-0: not Running (metrics.k8s.io serves Running pods only)",
+            }, section(out, "Objects without data"))
+            local answer = section(out, "Answer")
+            assert.are.equal("  HTTP 200", answer[1])
+            local doc = cjson.decode(answer[2])
+            assert.are.equal("PodMetricsList", doc.kind)
+            assert.are.same({ "web-1", "web-2" }, { doc.items[1].metadata.name, doc.items[2].metadata.name })
+            assert.are.equal("100Mi", doc.items[1].containers[1].usage.memory)
+        end)
+
+        it("explains one pod without memory data: the handler's 404 and why", function()
+            local rc, out = explain(RESOURCE, RM .. "/namespaces/shop/pods/db-0")
+            assert.are.equal(0, rc, out)
+            assert.are.same({ "  PodMetrics of pod shop/db-0" }, section(out, "Request"))
+            assert.are.same({ "  shop/db-0" }, section(out, "Objects selected"))
+            assert.are.same({ "  cpu, namespace shop, 1 pod: " .. cpu_q({ "db-0" }) },
+                lines_with(out, "PromQL", "  cpu"))
+            assert.are.same({ "  memory, namespace shop, 1 pod: 0 samples" },
+                lines_with(out, "Raw samples", "  memory"))
+            assert.are.same({ '  shop/db-0: no memory sample with pod="db-0"' },
+                section(out, "Objects without data"))
+            local answer = section(out, "Answer")
+            assert.are.equal("  HTTP 404", answer[1])
+            assert.are.equal('podmetrics.metrics.k8s.io "shop/db-0" not found',
+                cjson.decode(answer[2]).message)
+            -- a pod that is not Running is named as such
+            rc, out = explain(RESOURCE, RM .. "/namespaces/shop/pods/pending-0")
+            assert.are.equal(0, rc, out)
+            assert.are.same({ "  none: no Running pod shop/pending-0 (the handler answers 404)" },
+                section(out, "Objects selected"))
+            assert.are.same({ "  (no query sent)" }, section(out, "PromQL"))
+            assert.are.same({ "  shop/pending-0: not Running (metrics.k8s.io serves Running pods only)" },
+                section(out, "Objects without data"))
+            assert.are.equal("  HTTP 404", section(out, "Answer")[1])
+        end)
+
+        it("explains a labelSelector: the pods it selects and the PromQL for them", function()
+            prom:clear_requests()
+            local rc, out = explain(RESOURCE, RM .. "/namespaces/shop/pods?labelSelector=app%3Dweb")
+            assert.are.equal(0, rc, out)
+            assert.are.same({ '  PodMetricsList of the Running pods in namespace shop, labelSelector "app=web"' },
+                section(out, "Request"))
+            assert.are.same({ '  2 of 3 Running pods in namespace shop, labelSelector "app=web"',
+                "  shop/web-1", "  shop/web-2" }, section(out, "Objects selected"))
+            assert.are.same({ "  cpu, namespace shop, 2 pods: " .. cpu_q({ "web-1", "web-2" }) },
+                lines_with(out, "PromQL", "  cpu"))
+            assert.is_true(sent_queries()[cpu_q({ "web-1", "web-2" })])
+            assert.are.same({ "  shop/pending-0: not Running (metrics.k8s.io serves Running pods only)" },
+                section(out, "Objects without data"))
+            assert.are.equal(2, #cjson.decode(section(out, "Answer")[2]).items)
+        end)
+
+        it("explains a single node with the nodeQuery and the node label", function()
+            local rc, out = explain(RESOURCE, RM .. "/nodes/worker-1")
+            assert.are.equal(0, rc, out)
+            assert.are.same({ "  NodeMetrics of node worker-1" }, section(out, "Request"))
+            local rules = section(out, "Resource rules")
+            assert.truthy(rules[2]:match("^  cpu: nodeQuery "), rules[2])
+            assert.are.equal('    sum(rate(node_cpu_seconds_total{<<.LabelMatchers>>,mode!="idle"}[3m])) '
+                .. 'by (<<.GroupBy>>)', rules[3])
+            assert.are.equal('    labels: node "node"', rules[5])
+            assert.are.same({ "  worker-1" }, section(out, "Objects selected"))
+            assert.are.same({ "  batch 1 of 1 (2 queries sent together):",
+                "  cpu, 1 node: " .. node_cpu_q({ "worker-1" }),
+                "  memory, 1 node: " .. node_mem_q({ "worker-1" }) }, section(out, "PromQL"))
+            assert.are.same({ "  cpu, 1 node: 1 sample", '    {node="worker-1"} 0.5 @1715851267.123',
+                "  memory, 1 node: 1 sample", '    {node="worker-1"} 2147483648 @1715851267.123' },
+                section(out, "Raw samples"))
+            assert.are.same({ "  (none: every selected object has data)" },
+                section(out, "Objects without data"))
+            local answer = section(out, "Answer")
+            assert.are.equal("  HTTP 200", answer[1])
+            local doc = cjson.decode(answer[2])
+            assert.are.equal("NodeMetrics", doc.kind)
+            assert.are.same({ cpu = "500m", memory = "2Gi" }, doc.usage)
+        end)
+
+        it("says when resourceRules is not configured, and how to fix it", function()
+            local rc, out = explain("rules:\n" .. rule(nil, true, "${1}_per_second"), RM .. "/nodes")
+            assert.are.equal(1, rc, out)
+            local rules = section(out, "Resource rules")
+            assert.truthy(rules[1]:find("resourceRules is not configured in ", 1, true), rules[1])
+            assert.truthy(rules[1]:find("answers 404 for every metrics.k8s.io path", 1, true), rules[1])
+            assert.truthy(rules[2]:find("^  fix: add a resourceRules section"), rules[2])
+            assert.truthy(rules[2]:find("rules/resource-metrics.yaml", 1, true), rules[2])
+            assert.are.same({}, section(out, "PromQL"))
+            assert.are.equal("  HTTP 404", section(out, "Answer")[1])
+        end)
     end)
 
     it("rejects a path that is not a metric path, with exit 2", function()
