@@ -47,7 +47,15 @@
  * libmicrohttpd's connection), kcache_acquire (synchronous LIST), log_msg
  * (formatted, not written: set FUZZ_API_LOG=1 to see the lines;
  * FUZZ_API_PRINT=1 prints every answer).
- * fuzz-wrap: http_client_do_many server_request_header kcache_acquire log_msg
+ * server_request_remaining_ms (the request clock: see X-Fuzz-Clock).
+ * fuzz-wrap: http_client_do_many server_request_header kcache_acquire log_msg server_request_remaining_ms
+ *
+ * Two request headers steer the harness (the handlers see them too, and
+ * ignore them): "X-Fuzz-Clock: N" lets the request's deadline pass at the
+ * N+1st reading of its clock (N = 0: already past), so every deadline
+ * branch is reachable; "X-Fuzz-Flags: <letters>" serves the request with
+ * c / e / r: the custom / external / resource API not installed, s: the
+ * server shutting down.
  * Must never: reach the network. */
 #include "../../../src/kcache.c"
 #include "../../../src/engine.c"
@@ -261,6 +269,8 @@ static struct {
     char *name[FZ_MAX_HEADERS], *value[FZ_MAX_HEADERS];
     size_t n;
 } hdrs;
+static long clock_left;         /* X-Fuzz-Clock: readings before the
+                                 * deadline passes; -1: the real clock */
 
 /* -- Link-time fakes ------------------------------------------------------- */
 
@@ -277,6 +287,27 @@ struct kcache_snap *__wrap_kcache_acquire(struct kcache_set *s,
                                           size_t errlen);
 void __wrap_log_msg(enum log_sev sev, const char *file, int line,
                     const char *fmt, ...);
+int64_t __wrap_server_request_remaining_ms(const struct server_request *req,
+                                           int64_t timeout_ms);
+int64_t __real_server_request_remaining_ms(const struct server_request *req,
+                                           int64_t timeout_ms);
+
+/* The real clock, or X-Fuzz-Clock's: the time left until its readings
+ * run out, then a deadline passed (by a little more at each reading). */
+int64_t
+__wrap_server_request_remaining_ms(const struct server_request *req,
+                                   int64_t timeout_ms)
+{
+    int64_t left = __real_server_request_remaining_ms(req, timeout_ms);
+
+    if (clock_left < 0)
+        return left;
+    if (clock_left > 0) {
+        clock_left--;
+        return left;
+    }
+    return -1 - (left & 7);
+}
 
 /* The calls one after the other, through the fake transport. */
 int
@@ -541,9 +572,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
      * cleanup at exit). */
     __lsan_disable();
     thread = api_thread_init(&api);
-    __lsan_enable();
-    if (!thread || !thread->engine || !thread->http)
+    /* built now if engine.c defers the build to first use; the first
+     * request still hands the map over itself (resources_generation) */
+    if (!thread || !thread->engine || !thread->http
+        || engine_set_resources(thread->engine, resources, nres, err,
+                                sizeof err) != 0)
         abort();
+    __lsan_enable();
     atexit(cleanup);
     return 0;
 }
@@ -649,6 +684,22 @@ parse_head(const uint8_t *data, size_t size, struct head *h)
 }
 
 /* -- Oracles -------------------------------------------------------------- */
+
+/* X-Fuzz-Clock and X-Fuzz-Flags (see the top of the file). */
+static void
+harness_headers(void)
+{
+    const char *v;
+
+    clock_left = -1;
+    if ((v = __wrap_server_request_header(NULL, "X-Fuzz-Clock")))
+        clock_left = strtol(v, NULL, 10) & 0xff;
+    v = __wrap_server_request_header(NULL, "X-Fuzz-Flags");
+    atomic_store(&api.has_custom, !(v && strchr(v, 'c')));
+    atomic_store(&api.has_external, !(v && strchr(v, 'e')));
+    atomic_store(&api.has_resource, !(v && strchr(v, 'r')));
+    atomic_store(&api.shutting_down, v && strchr(v, 's'));
+}
 
 static bool
 status_allowed(int s)
@@ -762,6 +813,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     hdrs.n = 0;
     size_t body = parse_head(data, size, &h);
+    harness_headers();
     fake_http_reset(data + body, size - body);
 
     /* libmicrohttpd hands over the path without the query string */
@@ -802,7 +854,8 @@ done:
     /* C buffers owned by Lua userdata made for this request (core.goquote,
      * selectors, regexes) are freed by __gc only, and LeakSanitizer cannot
      * see LuaJIT's heap that still points at them: collect them now */
-    lua_gc(thread->engine->L, LUA_GCCOLLECT, 0);
+    if (thread->engine->L)
+        lua_gc(thread->engine->L, LUA_GCCOLLECT, 0);
     caches_free();
     for (size_t i = 0; i < p.n; i++) {
         free(p.v[i].key);
