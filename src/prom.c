@@ -4,8 +4,9 @@
  * prom_query (instant queries, coalesced and optionally cached), the
  * URL/time/duration formatting helpers.
  * Uses: http_client (transport; the caller's per-thread handle), yajl
- * (callback parser for series and query bodies, fed as they stream in), log,
- * buf, pthread (a mutex around the token-file cache; one mutex for the
+ * (callback parser for series and query bodies, fed as they stream in;
+ * strings with invalid UTF-8 are repaired as Go's decoder does, utf8.h),
+ * log, buf, pthread (a mutex around the token-file cache; one mutex for the
  * in-flight table, the query cache and the counters).
  * Must never: buffer a whole series body or keep label values, log tokens
  * or passwords (URLs are logged without user-info), or touch libcurl
@@ -27,6 +28,7 @@
 #include "buf.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_MAX_GET 8192
@@ -105,6 +107,56 @@ arena_free(struct prom_arena *a)
         a->head = n;
     }
     free(a);
+}
+
+/* -- Invalid UTF-8 in JSON strings --------------------------------------- */
+
+/* yajl's own check (on by default) rejects a string that is not valid
+ * UTF-8, failing the whole answer; Go's encoding/json, which
+ * prometheus-adapter reads the same answers with, turns each invalid byte
+ * into U+FFFD instead. Both parsers turn yajl's check off
+ * (yajl_dont_validate_strings) and pass every string they keep (label
+ * names and values, error texts) through fix_utf8 first. Strings that are
+ * only compared with ASCII names or parsed as numbers are not: invalid
+ * UTF-8 gives the same outcome there repaired or not. Label names are
+ * checked only when new (not the previous sample's, not yet interned):
+ * what is kept is valid, so bytes equal to it are too. */
+struct fixbuf {
+    char *p;                       /* malloc'd; the last repaired string */
+    size_t cap;
+};
+
+static const unsigned char *fix_utf8_slow(struct fixbuf *fb,
+                                          const unsigned char *s, size_t *n)
+    __attribute__((noinline));
+
+/* s[0..*n) as Go's decoder reads it: s itself when it is valid UTF-8 (the
+ * usual case: all ASCII, tested inline), else its repair in fb, with *n
+ * updated. NULL when out of memory. */
+static inline const unsigned char *
+fix_utf8(struct fixbuf *fb, const unsigned char *s, size_t *n)
+{
+    return utf8_is_ascii((const char *)s, *n) ? s : fix_utf8_slow(fb, s, n);
+}
+
+static const unsigned char *
+fix_utf8_slow(struct fixbuf *fb, const unsigned char *s, size_t *n)
+{
+    size_t len = *n;
+
+    if (utf8_valid_prefix((const char *)s, len) == len)
+        return s;
+    if (len > SIZE_MAX / 3)
+        return NULL;
+    if (fb->cap < len * 3) {
+        char *np = realloc(fb->p, len * 3);
+        if (!np)
+            return NULL;
+        fb->p = np;
+        fb->cap = len * 3;
+    }
+    *n = utf8_repair((const char *)s, len, fb->p);
+    return (const unsigned char *)fb->p;
 }
 
 /* -- Token sources ------------------------------------------------------- */
@@ -972,6 +1024,7 @@ struct series_parse {
     char status[32], etype[128];
     char *error_msg;             /* malloc'd */
     char perr[256];              /* callback-detected problem */
+    struct fixbuf fix;           /* strings repaired to valid UTF-8 */
     yajl_handle yh;
     bool parse_failed;
 };
@@ -981,6 +1034,7 @@ intern(struct series_parse *sp, const unsigned char *s, size_t n)
 {
     struct intern *t = &sp->strs;
     uint32_t h = hash_bytes(s, n);
+    bool fixed = false;
     size_t i;
 
     if ((t->n + 1) * 2 > t->cap) {
@@ -1006,10 +1060,24 @@ intern(struct series_parse *sp, const unsigned char *s, size_t n)
         t->hash = nh;
         t->cap = ncap;
     }
+again:
     for (i = h & (t->cap - 1); t->slot[i]; i = (i + 1) & (t->cap - 1))
         if (t->hash[i] == h && strncmp(t->slot[i], (const char *)s, n) == 0 &&
             t->slot[i][n] == '\0')
             return t->slot[i];
+    /* new: interned strings are valid UTF-8 (so a hit above needs no
+     * check); the repaired form may be interned already */
+    if (!fixed) {
+        const unsigned char *f = fix_utf8(&sp->fix, s, &n);
+        if (!f)
+            return NULL;
+        fixed = true;
+        if (f != s) {
+            s = f;
+            h = hash_bytes(s, n);
+            goto again;
+        }
+    }
     t->slot[i] = arena_strndup(sp->arena, (const char *)s, n);
     if (!t->slot[i])
         return NULL;
@@ -1180,6 +1248,14 @@ cb_number(void *ctx, const char *s, size_t n)
 static int
 cb_string(void *ctx, const unsigned char *s, size_t n)
 {
+    struct series_parse *sp = SP;
+
+    if (sp->skip_depth)
+        return 1;
+    /* kept: the top-level texts, and the series name (intern repairs it);
+     * other label values are only checked to be strings */
+    if (sp->depth == 1 && !(s = fix_utf8(&sp->fix, s, &n)))
+        return bad(sp, "out of memory");
     return sp_scalar(ctx, s, n, true);
 }
 
@@ -1275,6 +1351,8 @@ cb_map_key(void *ctx, const unsigned char *s, size_t n)
 
     if (sp->skip_depth)
         return 1;
+    /* keys other than label names are only compared with ASCII names,
+     * which a key with invalid UTF-8 never equals, repaired or not */
     if (sp->depth == 1) {
         if (n == 6 && memcmp(s, "status", 6) == 0)
             sp->top_key = TK_STATUS;
@@ -1389,7 +1467,7 @@ prom_series(struct prom_client *p, struct http_client *hc, const char *match,
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    /* Go's decoder does not reject invalid UTF-8; neither do we. */
+    /* invalid UTF-8 is repaired, not rejected (fix_utf8) */
     yajl_config(sp.yh, yajl_dont_validate_strings, 1);
     prom_format_time(start, ts, sizeof ts);
     kv[0] = "match[]";
@@ -1449,6 +1527,7 @@ done:
     free(sp.shapes);
     free(sp.cur);
     free(sp.error_msg);
+    free(sp.fix.p);
     return rc;
 }
 
@@ -1615,6 +1694,7 @@ struct query_parse {
     int depth, skip_depth;         /* skip_depth > 0: skipping that container */
     bool started, not_object, oom, parse_failed;
     char perr[256];                /* yajl's message (one line) */
+    struct fixbuf fix;             /* strings repaired to valid UTF-8 */
     /* the answer object */
     enum qtop top_key;
     bool seen_status, seen_etype, seen_error, seen_data;
@@ -1679,7 +1759,9 @@ qp_cstr(struct query_parse *qp, const unsigned char *s, size_t n, char *tmp,
 }
 
 /* A label key, shared with the previous sample's key at the same position
- * when equal (answers repeat the same label names sample after sample). */
+ * when equal (answers repeat the same label names sample after sample).
+ * A new key is repaired (fix_utf8); the kept ones are valid UTF-8, so one
+ * equal to them needs no check. NULL when out of memory. */
 static const char *
 qp_label_key(struct query_parse *qp, const unsigned char *s, size_t n)
 {
@@ -1688,6 +1770,8 @@ qp_label_key(struct query_parse *qp, const unsigned char *s, size_t n)
     if (i < qp->nprev && strncmp(qp->prev_keys[i], (const char *)s, n) == 0 &&
         qp->prev_keys[i][n] == '\0')
         return qp->prev_keys[i];
+    if (!(s = fix_utf8(&qp->fix, s, &n)))
+        return NULL;
     return arena_strndup(qp->arena, (const char *)s, n);
 }
 
@@ -1925,10 +2009,28 @@ qcb_number(void *ctx, const char *s, size_t n)
     return qp_scalar(QP, '#', (const unsigned char *)s, n);
 }
 
+/* qcb_string's way for a string that is not all ASCII (out of line, so
+ * that the usual way stays a tail call). */
+static int __attribute__((noinline))
+qcb_string_fix(struct query_parse *qp, const unsigned char *s, size_t n)
+{
+    if (!(s = fix_utf8_slow(&qp->fix, s, &n)))
+        return qp_oom(qp);
+    return qp_scalar(qp, 's', s, n);
+}
+
 static int
 qcb_string(void *ctx, const unsigned char *s, size_t n)
 {
-    return qp_scalar(QP, 's', s, n);
+    struct query_parse *qp = QP;
+
+    /* kept: label values, the error texts and the result type; a sample
+     * value or timestamp with invalid UTF-8 fails to parse, repaired or
+     * not */
+    if ((qp->depth == 5 ? qp->open5 == QI_METRIC : qp->depth <= 2) &&
+        !qp->skip_depth && !utf8_is_ascii((const char *)s, n))
+        return qcb_string_fix(qp, s, n);
+    return qp_scalar(qp, 's', s, n);
 }
 
 static int
@@ -2096,6 +2198,8 @@ qcb_map_key(void *ctx, const unsigned char *s, size_t n)
 
     if (qp->skip_depth)
         return 1;
+    /* keys other than label names are only compared with ASCII names,
+     * which a key with invalid UTF-8 never equals, repaired or not */
     switch (qp->depth) {
     case 1:     /* the first of each member counts, as a tree lookup */
         qp->top_key = QT_OTHER;
@@ -2202,6 +2306,8 @@ qp_init(struct query_parse *qp)
         return -1;
     /* as yajl_tree_parse, which this parser replaces */
     yajl_config(qp->yh, yajl_allow_comments, 1);
+    /* invalid UTF-8 is repaired, not rejected (fix_utf8) */
+    yajl_config(qp->yh, yajl_dont_validate_strings, 1);
     return 0;
 }
 
@@ -2217,6 +2323,7 @@ qp_fini(struct query_parse *qp)
     free(qp->smp);
     free(qp->kv);
     free(qp->prev_keys);
+    free(qp->fix.p);
     memset(qp, 0, sizeof *qp);
 }
 

@@ -3,7 +3,8 @@
 -- library): time and duration formats, header canonicalisation, the wire
 -- form of requests (spec-server.md §9.1), and response handling against
 -- the fake Prometheus (§9.2: status codes, API errors, bad JSON, result
--- types, series reduced to shapes), coalescing counters and the cache.
+-- types, series reduced to shapes, invalid UTF-8 read as Go reads it),
+-- coalescing counters and the cache.
 -- Uses: spec/helpers.lua (the fake), ffi, spec/ffi_prom.lua (the cdefs).
 local ffi = require "ffi"
 local helpers = require "helpers"
@@ -258,6 +259,71 @@ describe("prom.c", function()
             assert.equal(0, lib.prom_series(p, hc, "m", 1000, out, err, 512))
             assert.equal(0, tonumber(out[0].n))
             lib.prom_shapes_free(out[0])
+        end)
+
+        describe("invalid UTF-8 in strings", function()
+            -- Go's encoding/json (prometheus-adapter) turns each byte that
+            -- utf8.DecodeRune rejects into one U+FFFD and carries on; so do we
+            local R = "\239\191\189"     -- U+FFFD
+            local CASES = {
+                { "a\255\254b", "a" .. R .. R .. "b" },          -- bytes never valid
+                { "\192\175", R .. R },                          -- overlong "/"
+                { "\224\128\128", R .. R .. R },                 -- overlong NUL
+                { "\237\160\128", R .. R .. R },                 -- a surrogate, UTF-8 encoded
+                { "\244\144\128\128", R .. R .. R .. R },        -- above U+10FFFF
+                { "x\226\130", "x" .. R .. R },                  -- cut short at the end
+                { "\240\159\152y", R .. R .. R .. "y" },         -- cut short before ASCII
+                { "\128", R },                                   -- a lone continuation byte
+                { "0123456789abcdef\255", "0123456789abcdef" .. R },   -- past the 8-byte scan
+                { "é€😀" .. R, "é€😀" .. R },                 -- valid, kept (U+FFFD too)
+            }
+
+            local function sample(value)
+                return '{"metric":{"pod":"p","v":"' .. value .. '"},"value":[1,"2"]}'
+            end
+
+            it("repairs label values and keys in query answers instead of failing", function()
+                local parts = {}
+                for i, c in ipairs(CASES) do parts[i] = sample(c[1]) end
+                -- a key with a bad byte, and two that become the same key
+                parts[#parts + 1] = '{"metric":{"k\255":"1","p":"x"},"value":[1,"3"]}'
+                parts[#parts + 1] = '{"metric":{"k\254":"a","k\253":"b"},"value":[1,"4"]}'
+                raw(200, '{"status":"success","data":{"resultType":"vector","result":['
+                    .. table.concat(parts, ",") .. ']}}')
+                local r = assert(query("q"))
+                assert.equal(#CASES + 2, r.n)
+                for i, c in ipairs(CASES) do
+                    assert.equal(c[2], r.samples[i].labels.v, "case " .. i)
+                    assert.equal("p", r.samples[i].labels.pod)
+                end
+                helpers.assert_same({ ["k" .. R] = "1", p = "x" }, r.samples[#CASES + 1].labels)
+                -- Go's map keeps the last of the keys that became equal
+                helpers.assert_same({ ["k" .. R] = "b" }, r.samples[#CASES + 2].labels)
+            end)
+
+            it("repairs API error messages", function()
+                raw(422, '{"status":"error","errorType":"exec\255","error":"bad \192 query"}')
+                assert.equal("exec" .. R .. ": bad " .. R .. " query", select(2, query("q")))
+            end)
+
+            it("repairs series names and label names; names equal once repaired are one shape", function()
+                prom:control("POST", "/_fake/series", { match = "m", status = 200, body =
+                    '{"status":"success","data":[{"__name__":"x\255","a\254":"v\253"},'
+                    .. '{"__name__":"x\254","a\255":"1"},{"__name__":"ok","b":"\237\160\128"}]}' })
+                local out = ffi.new("struct prom_shapes *[1]")
+                local err = ffi.new("char[512]")
+                assert.equal(0, lib.prom_series(p, hc, "m", 1000, out, err, 512), ffi.string(err))
+                local s = out[0]
+                local got = {}
+                for i = 0, tonumber(s.n) - 1 do
+                    local sh = s.v[i]
+                    local ls = {}
+                    for k = 0, tonumber(sh.nlabels) - 1 do ls[#ls + 1] = ffi.string(sh.labels[k]) end
+                    got[#got + 1] = ffi.string(sh.name) .. "{" .. table.concat(ls, ",") .. "}=" .. tonumber(sh.count)
+                end
+                lib.prom_shapes_free(s)
+                helpers.assert_same({ "ok{b}=1", "x" .. R .. "{a" .. R .. "}=2" }, got)
+            end)
         end)
 
         it("counts cache hits with a TTL, and expires them", function()
