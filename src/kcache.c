@@ -1,5 +1,6 @@
 /* kcache.c: metadata-only LIST+WATCH caches (see kcache.h).
- * Uses kube.h, http_client.h, yajl's tree parser, pthreads.
+ * Uses kube.h (kube_json_parse: yajl's tree parser, invalid UTF-8
+ * repaired as Go reads it), http_client.h, pthreads.
  * Ownership: each cache thread owns its working store (a sorted array of
  * heap objects) and its http_client; nobody else touches them. Published
  * snapshots are single allocations (one arena), refcounted atomically; the
@@ -523,7 +524,7 @@ do_list(struct kcache *c, struct http_client *hc, char *err, size_t errlen)
             buf_free(&resp.body);
             goto done;
         }
-        doc = yajl_tree_parse(resp.body.data ? resp.body.data : "", perr,
+        doc = kube_json_parse(resp.body.data ? resp.body.data : "", perr,
                               sizeof(perr));
         buf_free(&resp.body);
         if (!doc) {
@@ -589,7 +590,7 @@ watch_event(struct wctx *w, const char *text)
     struct kcache *c = w->c;
     char perr[128];
     int rc = 0;
-    yajl_val ev = yajl_tree_parse(text, perr, sizeof(perr));
+    yajl_val ev = kube_json_parse(text, perr, sizeof(perr));
     if (!ev) {
         seterr(w->err, sizeof(w->err), "bad watch event: %s", perr);
         w->relist = true;

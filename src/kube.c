@@ -6,6 +6,7 @@
  * Never logs tokens, passwords or key material. */
 #include "kube.h"
 #include "log.h"
+#include "utf8.h"
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
@@ -626,6 +627,27 @@ done:
 
 /* -- Discovery -------------------------------------------------------------- */
 
+struct yajl_val_s *
+kube_json_parse(const char *text, char *perr, size_t perrlen)
+{
+    size_t len = strlen(text);
+    char *fixed = NULL;
+    yajl_val v;
+
+    /* the whole text can be repaired: outside strings a byte above 0x7F is
+     * a syntax error before and after */
+    if (utf8_valid_prefix(text, len) != len) {
+        if (!(fixed = utf8_repair_dup(text, len, NULL))) {
+            seterr(perr, perrlen, "out of memory");
+            return NULL;
+        }
+        text = fixed;
+    }
+    v = yajl_tree_parse(text, perr, perrlen);
+    free(fixed);
+    return v;
+}
+
 /* GETs a discovery document and parses it; NULL with err on failure. */
 static yajl_val
 get_json(struct kube_client *kc, const char *path, char *err, size_t errlen)
@@ -642,7 +664,7 @@ get_json(struct kube_client *kc, const char *path, char *err, size_t errlen)
         seterr(err, errlen, "GET %s: HTTP %ld", path, resp.status);
         goto done;
     }
-    v = yajl_tree_parse(resp.body.data ? resp.body.data : "", perr,
+    v = kube_json_parse(resp.body.data ? resp.body.data : "", perr,
                         sizeof(perr));
     if (!v) {
         seterr(err, errlen, "GET %s: invalid JSON: %s", path, perr);

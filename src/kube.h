@@ -8,7 +8,8 @@
  * for the /api + /apis resource list (architecture.md "Resource list").
  * Uses: http_client.h (libcurl), libyaml's document API directly (the one
  * libyaml user besides yaml.c, so that kubeconfig loading needs no Lua),
- * yajl's tree API for the small discovery documents, OpenSSL's EVP base64
+ * yajl's tree API for the small discovery documents (kube_json_parse
+ * also parses kcache's LIST and WATCH texts), OpenSSL's EVP base64
  * decoder for the *-data fields.
  * Must never: log tokens, passwords or keys; make a request without a
  * timeout; support exec/auth-provider plugins silently (they are errors). */
@@ -104,4 +105,13 @@ struct kube_resource {
 int kube_discover(struct kube_client *kc, struct kube_resource **out,
                   size_t *n, char *err, size_t errlen);
 void kube_resources_free(struct kube_resource *r, size_t n);
+
+/* yajl_tree_parse of the NUL-terminated text of a Kubernetes answer, read
+ * as Go's decoder (client-go) reads it: invalid UTF-8 in a string becomes
+ * one U+FFFD per bad byte instead of failing the whole document (yajl's
+ * tree parser rejects it). A yajl_val, freed with yajl_tree_free; NULL with
+ * yajl's message, or "out of memory", in perr. */
+struct yajl_val_s;
+struct yajl_val_s *kube_json_parse(const char *text, char *perr,
+                                   size_t perrlen);
 #endif
