@@ -256,7 +256,7 @@ load_kubeconfig(const char *path, struct kube_config *c, char *err,
     }
     {
         const char *slash = strrchr(path, '/');
-        dir = slash ? strndup(path, (size_t)(slash - path ? slash - path : 1))
+        dir = slash ? strndup(path, slash > path ? (size_t)(slash - path) : 1)
                     : strdup(".");
         if (!dir)
             goto oom;
