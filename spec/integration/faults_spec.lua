@@ -2,9 +2,11 @@
 -- and a Kubernetes API that fail: refused connections, resets mid-body, a
 -- 1 byte/s answer, a 1 GiB body, invalid UTF-8, deep JSON nesting, wrong
 -- content types; discovery failing, LIST timing out, watches expiring
--- (410), a LIST of 50,000 objects. For each: memory stays bounded (VmHWM
--- from /proc), the client gets a Status (or the data) and the log names
--- the cause, and the adapter keeps serving afterwards.
+-- (410), a LIST of 50,000 objects, invalid UTF-8 in objects. For each:
+-- memory stays bounded (VmHWM from /proc), the client gets a Status (or
+-- the data) and the log names the cause, and the adapter keeps serving
+-- afterwards. Invalid UTF-8 is read as prometheus-adapter (Go's
+-- encoding/json) reads it: one U+FFFD per bad byte, and a 200.
 -- Uses: spec/helpers.lua, spec/robust_helpers.lua,
 -- spec/fixtures/fault_server.lua, fake_kube.lua, fake_prometheus.lua.
 
@@ -22,7 +24,25 @@ externalRules:
 - seriesQuery: 'queue_depth{namespace!=""}'
   resources: {overrides: {namespace: {resource: namespace}}}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (namespace, queue)'
+resourceRules:
+  cpu:
+    containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(rate(node_cpu_seconds_total{<<.LabelMatchers>>,mode!="idle"}[3m])) by (<<.GroupBy>>)'
+    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+    containerLabel: container
+  memory:
+    containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(node_memory_MemTotal_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+    resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+    containerLabel: container
+  window: 1m
 ]]
+
+-- U+FFFD, what Go's decoder puts in place of each byte of invalid UTF-8
+local FFFD = "\239\191\189"
+-- bytes never valid, an overlong "/", a UTF-8-encoded surrogate
+local BAD = "a\255\254b\192\175c\237\160\128"
+local FIXED = "a" .. FFFD .. FFFD .. "b" .. FFFD .. FFFD .. "c" .. FFFD .. FFFD .. FFFD
 
 local CUSTOM = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/http_requests_per_second"
 local EXTERNAL = "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth"
@@ -173,40 +193,94 @@ describe("faults: Prometheus", function()
         assert_serving(a, fault)
     end)
 
-    it("invalid UTF-8 in a query answer gives valid UTF-8 JSON back (a Status)", function()
-        -- PA (Go) would replace the bad bytes with U+FFFD and answer 200;
-        -- yajl's tree parser rejects them: a 500 Status, logged
+    it("invalid UTF-8 in an external metric's labels: 200, U+FFFD per bad byte in metricLabels", function()
         fault:set({ path = "/api/v1/query", body =
             '{"status":"success","data":{"resultType":"vector","result":[' ..
-            '{"metric":{"namespace":"default","queue":"a\255\254b\192\175c\237\160\128"},"value":[1715851267,"3"]}]}}' })
+            '{"metric":{"namespace":"default","queue":"' .. BAD .. '"},"value":[1715851267,"3"]}]}}' })
         local st, doc, body = a:get_json(EXTERNAL)
+        assert.are.equal(200, st, body)
         assert.is_true(R.valid_utf8(body), body)
-        assert.is_table(doc, body)
-        if st ~= 200 then
-            assert_status(st, doc, body, 500)
-            assert.is_truthy(a:stderr():find("invalid bytes in UTF8 string", 1, true), a:stderr())
-        end
+        assert.are.equal("ExternalMetricValueList", doc.kind)
+        assert.are.equal(FIXED, doc.items[1].metricLabels.queue)
+        assert.are.equal("default", doc.items[1].metricLabels.namespace)
+        assert.are.equal("3", doc.items[1].value)
         assert_serving(a, fault)
     end)
 
-    it("invalid UTF-8 in series names never reaches a response as invalid UTF-8", function()
+    it("invalid UTF-8 in a custom metric's object label: 200, the repaired name matches its object", function()
+        -- a pod whose (valid) name is what Go makes of the bad label value
+        local name = "utf8-" .. FFFD .. "-" .. FFFD
+        kube:control("POST", "/_fake/objects", { resource = "pods",
+            items = { { name = name, namespace = "default", phase = "Running" } } })
+        local ok, err = pcall(function()
+            fault:set({ path = "/api/v1/query", body =
+                '{"status":"success","data":{"resultType":"vector","result":[' ..
+                '{"metric":{"namespace":"default","pod":"utf8-\255-\192"},"value":[1715851267,"5"]}]}}' })
+            local st, doc, body
+            helpers.wait_until(function()   -- the pod cache sees the new pod
+                st, doc, body = a:get_json(CUSTOM)
+                return st == 200 and doc.items and #doc.items == 1
+            end, helpers.scale(10), 0.2)
+            assert.are.equal(200, st, body)
+            assert.is_true(R.valid_utf8(body), body)
+            assert.are.equal(1, #doc.items, body)
+            assert.are.equal(name, doc.items[1].describedObject.name)
+            assert.are.equal("5", doc.items[1].value)
+        end)
+        kube:control("POST", "/_fake/delete", { resource = "pods",
+            items = { { name = name, namespace = "default" } } })
+        assert(ok, err)
+        assert_serving(a, fault)
+    end)
+
+    it("invalid UTF-8 in a container label (metrics.k8s.io): 200, the container named with U+FFFD", function()
+        local pod = "sample-app-7cfb596f98-8h5mv"
+        local function answer(v)
+            return '{"status":"success","data":{"resultType":"vector","result":[' ..
+                '{"metric":{"pod":"' .. pod .. '","container":"' .. BAD .. '"},"value":[1715851267,"' .. v .. '"]}]}}'
+        end
+        fault:set({ path = "/api/v1/query", query = "container_cpu_usage_seconds_total", body = answer("0.5") })
+        fault:set({ path = "/api/v1/query", query = "container_memory_working_set_bytes", body = answer("1048576") })
+        local st, doc, body = a:get_json("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/" .. pod)
+        assert.are.equal(200, st, body)
+        assert.is_true(R.valid_utf8(body), body)
+        assert.are.equal("PodMetrics", doc.kind)
+        assert.are.equal(1, #doc.containers, body)
+        assert.are.equal(FIXED, doc.containers[1].name)
+        assert.are.equal("500m", doc.containers[1].usage.cpu)
+        assert.are.equal("1Mi", doc.containers[1].usage.memory)
+        assert_serving(a, fault)
+    end)
+
+    it("invalid UTF-8 in series names: the repaired name is discovered and queried, as in PA", function()
         fault:set({ path = "/api/v1/series", body =
             '{"status":"success","data":[{"__name__":"bad\255\254_total","namespace":"default","pod":"p"},' ..
             '{"__name__":"http_requests_total","namespace":"default","pod":"p"},' ..
             '{"__name__":"queue_depth","namespace":"default"}]}' })
-        -- a few relists (1 s apart) see it; the name regex (PCRE2, UTF
-        -- mode) does not match a name that is not UTF-8, so it is left out
-        -- and the good series stays listed
-        helpers.sleep(helpers.scale(2.5))
-        local st0, _, body = a:get_json("/apis/custom.metrics.k8s.io/v1beta2")
-        assert.are.equal(200, st0)
+        -- "bad\uFFFD\uFFFD_total" matches "^(.*)_total" like any name
+        local metric = "bad" .. FFFD .. FFFD .. "_per_second"
+        local st0, body
+        assert.is_truthy(helpers.wait_until(function()
+            local _
+            st0, _, body = a:get_json("/apis/custom.metrics.k8s.io/v1beta2")
+            return st0 == 200 and body:find("pods/" .. metric, 1, true)
+        end, helpers.scale(10), 0.2), body)
         assert.is_true(R.valid_utf8(body), body)
         assert.is_truthy(body:find("pods/http_requests_per_second", 1, true), body)
-        assert.is_falsy(body:find("bad", 1, true), body)
         assert.is_table(cjson.decode(body))
         local st, _, b2 = a:get_json("/apis/custom.metrics.k8s.io/v1beta1")
         assert.are.equal(200, st)
         assert.is_true(R.valid_utf8(b2), b2)
+        assert.is_truthy(b2:find("pods/" .. metric, 1, true), b2)
+        -- the PromQL names the repaired series (the rule only answers that)
+        fault:set({ path = "/api/v1/query", query = "bad" .. FFFD .. FFFD .. "_total", body = vector({
+            { metric = { namespace = "default", pod = "other-0" }, value = { 1715851267, "4" } } }) })
+        local st2, doc, b3 = a:get_json(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/" .. helpers.urlencode(metric))
+        assert.are.equal(200, st2, b3)
+        assert.are.equal(1, #doc.items, b3)
+        assert.are.equal("other-0", doc.items[1].describedObject.name)
+        assert.are.equal(metric, doc.items[1].metric.name)
         assert_serving(a, fault)
     end)
 
@@ -422,6 +496,43 @@ rules:
             if r.path == "/api/v1/pods" and not (r.params.watch) then lists = lists + 1 end
         end
         assert.is_true(lists >= 1)
+    end)
+
+    it("invalid UTF-8 in objects (WATCH and LIST) is read as Go reads it, not a failed cache", function()
+        local fixed = "utf8-" .. FFFD .. FFFD
+        local function named()
+            a:get(CUSTOM)
+            for _, q in ipairs(queries()) do
+                if q:find(fixed, 1, true) then return true end
+            end
+        end
+        local function lists()
+            local n = 0
+            for _, r in ipairs(kube:requests()) do
+                if r.path == "/api/v1/pods" and not r.params.watch then n = n + 1 end
+            end
+            return n
+        end
+        local ok, err = pcall(function()
+            -- the pods cache is warm: the pod comes as a WATCH event
+            kube:control("POST", "/_fake/objects", { resource = "pods", items = {
+                { name = "utf8-\255\254", namespace = "default", labels = { app = "x\192" } } } })
+            prom:clear_requests()
+            assert.is_truthy(helpers.wait_until(named, helpers.scale(10), 0.3), a:stderr())
+            -- and in a LIST, once the watch expired
+            local before = lists()
+            kube:control("POST", "/_fake/expire", { resource = "pods", mode = "status" })
+            assert.is_truthy(helpers.wait_until(function() return lists() > before end,
+                helpers.scale(10), 0.2))
+            prom:clear_requests()
+            assert.is_truthy(helpers.wait_until(named, helpers.scale(10), 0.3), a:stderr())
+            assert.are.equal(200, (a:get(CUSTOM)))
+            assert.is_falsy(a:stderr():find("bad watch event", 1, true), a:stderr())
+            assert.is_falsy(a:stderr():find("invalid JSON", 1, true), a:stderr())
+        end)
+        kube:control("POST", "/_fake/delete", { resource = "pods",
+            items = { { name = "utf8-\255\254", namespace = "default" } } })
+        assert(ok, err)
     end)
 
     it("a LIST of 50,000 pods: bounded memory, one query naming them all", function()
