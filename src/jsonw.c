@@ -1,4 +1,5 @@
-/* jsonw.c: Go-style JSON generation (see jsonw.h). Uses buf.h only.
+/* jsonw.c: Go-style JSON generation (see jsonw.h). Uses buf.h and
+ * goquote.h (Go's UTF-8 decoding).
  *
  * Why not yajl's generator (yajl still parses everything we read): the
  * answers must be byte-for-byte what Go's encoding/json writes, and yajl's
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "goquote.h"
 
 #define JSONW_DEFAULT_MAX ((size_t)64 << 20)
 #define JSONW_MAX_DEPTH 64
@@ -114,42 +116,6 @@ end_value(struct jsonw *w)
     return w->failed ? -1 : 0;
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), or 0 when the
- * byte at p does not start one (RFC 3629: no overlongs, no surrogates, no
- * code points above U+10FFFF -- the set Go's utf8.DecodeRune accepts). */
-static size_t
-utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t need, i;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        need = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        need = 4;
-    else
-        return 0;
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    if (n < need || p[1] < lo || p[1] > hi)
-        return 0;
-    for (i = 2; i < need; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return need;
-}
-
 /* Bytes a string cannot copy verbatim: controls, '"', '\\', Go's
  * HTML-safe three, and every non-ASCII byte (validated, and U+2028/2029
  * escaped). Everything else is copied in runs. */
@@ -191,8 +157,10 @@ escape_one(const unsigned char *p, size_t n, char e[8], size_t *elen)
         *elen = 6;
         return 1;
     }
-    k = utf8_len(p, n);
-    if (k == 0) {       /* Go: one \ufffd per invalid byte */
+    uint32_t r;
+
+    k = goquote_utf8_decode(p, n, &r);  /* Go's utf8.DecodeRune */
+    if (k == 1) {       /* invalid: Go writes one \ufffd per byte */
         memcpy(e, "\\ufffd", 6);
         *elen = 6;
         return 1;

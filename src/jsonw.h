@@ -7,7 +7,7 @@
  * U+2028/U+2029 as \u2028/\u2029, control bytes as lower-case \u00xx;
  * invalid UTF-8 bytes become \ufffd (one per byte, like Go) instead of
  * failing the response.
- * Uses buf.h only (jsonw.c says why not yajl's generator).
+ * Uses buf.h and goquote.h (jsonw.c says why not yajl's generator).
  * Thread affinity: a writer belongs to one thread. Errors are sticky: after
  * the first failure every call returns -1 and jsonw_finish reports it, so
  * callers may check once at the end. Map keys must be written with
