@@ -384,7 +384,7 @@ cm_list(yajl_val obj, const char *key, struct slist *l, char *err,
 
     if (text == NULL || text[0] == '\0')
         return 0;
-    v = yajl_tree_parse(text, perr, sizeof perr);
+    v = kube_json_parse(text, perr, sizeof perr);
     if (v == NULL || !YAJL_IS_ARRAY(v)) {
         snprintf(err, errlen, "%s: invalid JSON string array", key);
         goto done;
@@ -487,7 +487,7 @@ cm_list_once(struct authn *a, struct http_client *hc, char *err,
                  CM_NAMESPACE, resp.status);
         goto done;
     }
-    doc = yajl_tree_parse(resp.body.data ? resp.body.data : "", perr,
+    doc = kube_json_parse(resp.body.data ? resp.body.data : "", perr,
                           sizeof perr);
     const char *items_path[] = { "items", NULL };
     yajl_val items = doc ? yajl_tree_get(doc, items_path, yajl_t_array)
@@ -531,7 +531,7 @@ static void
 watch_event(struct watch_ctx *w, const char *text)
 {
     char perr[256], err[512];
-    yajl_val ev = yajl_tree_parse(text, perr, sizeof perr);
+    yajl_val ev = kube_json_parse(text, perr, sizeof perr);
     const char *tpath[] = { "type", NULL };
     const char *opath[] = { "object", NULL };
     yajl_val t = ev ? yajl_tree_get(ev, tpath, yajl_t_string) : NULL;
@@ -1173,7 +1173,7 @@ tokenreview_once(struct authn *a, struct http_client *hc, const char *token,
         snprintf(err, errlen, "tokenreviews: HTTP %ld", resp.status);
         goto done;
     }
-    doc = yajl_tree_parse(resp.body.data ? resp.body.data : "", perr,
+    doc = kube_json_parse(resp.body.data ? resp.body.data : "", perr,
                           sizeof perr);
     const char *p_auth[] = { "status", "authenticated", NULL };
     const char *p_err[] = { "status", "error", NULL };

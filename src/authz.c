@@ -435,7 +435,7 @@ sar_once(struct authz *z, struct http_client *hc, const struct buf *body,
         snprintf(err, errlen, "subjectaccessreviews: HTTP %ld", resp.status);
         goto done;
     }
-    doc = yajl_tree_parse(resp.body.data ? resp.body.data : "", perr,
+    doc = kube_json_parse(resp.body.data ? resp.body.data : "", perr,
                           sizeof perr);
     if (doc == NULL) {
         snprintf(err, errlen, "subjectaccessreviews: bad JSON: %s", perr);
