@@ -5,7 +5,10 @@
  * Lua error becomes an error return here, never a longjmp through C.
  * Hooks: engine_new hands the --lua-script texts to engine.new with an io
  * table whose query is l_prom_query (this engine's prom/http clients, set
- * by the owning thread with engine_set_io). */
+ * by the owning thread with engine_set_io).
+ * Deferred engines: inputs that already built once in this process are
+ * copied and built on first use (see "Deferred engines" below); the
+ * remembered inputs are this file's only process-wide state. */
 #include "engine.h"
 #include "log.h"
 #include "lx.h"
@@ -15,14 +18,21 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 struct engine {
-    lua_State *L;
+    lua_State *L;   /* NULL while deferred (src set) or after a failed
+                     * deferred build (failed set) */
     int ref;        /* registry ref of the Lua engine object */
+    char *src;      /* owned: a deferred engine's inputs, flattened
+                     * (flatten()); freed once built */
+    char *failed;   /* owned: why the deferred build failed; NULL if it
+                     * did not (or the message could not be kept) */
     struct prom_client *prom;       /* borrowed (engine_set_io) */
     struct http_client *http;       /* borrowed, the owning thread's */
     long long io_deadline_ms;       /* monotonic; prom.query budget of the
@@ -269,18 +279,16 @@ push_new_opts(struct engine *e, const char *config_file,
 
 /* -- Lifecycle ---------------------------------------------------------- */
 
-struct engine *
-engine_new(const char *config_text, size_t len, const char *config_file,
-           const char *lua_dir, const struct engine_hooks *hooks,
-           bool log_warnings, char *err, size_t errlen)
+/* Builds e's Lua state and engine object from the inputs. On failure e->L
+ * is NULL again and err says why. */
+static int
+build(struct engine *e, const char *config_text, size_t len,
+      const char *config_file, const char *lua_dir,
+      const struct engine_hooks *hooks, bool log_warnings, char *err,
+      size_t errlen)
 {
-    struct engine *e = calloc(1, sizeof *e);
     struct buf msgs;
     buf_init(&msgs, 1 << 20);
-    if (!e) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
     e->ref = LUA_NOREF;
     e->L = lx_new(lua_dir, err, errlen);
     if (!e->L)
@@ -313,11 +321,233 @@ engine_new(const char *config_text, size_t len, const char *config_file,
     e->ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* pops eng */
     lua_settop(L, 0);
     buf_free(&msgs);
-    return e;
+    return 0;
 fail:
     buf_free(&msgs);
-    engine_free(e);
-    return NULL;
+    lx_free(e->L);
+    e->L = NULL;
+    e->ref = LUA_NOREF;
+    return -1;
+}
+
+/* -- Deferred engines -----------------------------------------------------
+ * Inputs that already built an engine in this process (main.c's start-up
+ * engine, reload.c's check of a new config) cannot fail to build again for
+ * config reasons. engine_new hands such inputs (when it is not asked to log
+ * warnings) back as a deferred engine: it keeps a copy of them and builds
+ * the Lua state in the first call that needs it, on the thread making that
+ * call. A request worker that only answers /readyz, /livez or /metrics
+ * (kubelet probes land on every worker in turn) then never pays for a Lua
+ * engine, about 0.6 MB each. */
+
+/* Largest flattened input kept (config text plus hook scripts); bigger
+ * inputs are always built at once. */
+#define SRC_MAX ((size_t)64 << 20)
+/* Distinct validated inputs remembered: the current config, plus a few
+ * generations while a reload is being taken up. */
+#define VALIDATED_MAX 4
+
+/* Flattened inputs of a successful build, most recent first; owned here for
+ * the life of the process (at most VALIDATED_MAX of them). */
+static struct {
+    char *data;
+    size_t len;
+} validated[VALIDATED_MAX];
+static pthread_mutex_t validated_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* One field of a flattened input: its length (SIZE_MAX for NULL), then
+ * the bytes and a NUL, so it can be used in place. */
+static int
+put_field(struct buf *b, const char *s, size_t n)
+{
+    size_t hdr = s ? n : SIZE_MAX;
+    if (buf_add(b, &hdr, sizeof hdr) < 0)
+        return -1;
+    if (!s)
+        return 0;
+    if (buf_add(b, s, n) < 0)
+        return -1;
+    return buf_addc(b, '\0');
+}
+
+/* The inputs of engine_new as one byte string (the key of validated[] and
+ * what a deferred engine keeps): hook timeout, hook count, config text,
+ * config file, lua_dir, then each hook's path and text. */
+static int
+flatten(struct buf *b, const char *text, size_t len, const char *file,
+        const char *lua_dir, const struct engine_hooks *h)
+{
+    long timeout_ms = h && h->timeout_ms > 0 ? h->timeout_ms : 1000;
+    size_t n = h ? h->n : 0;
+    if (buf_add(b, &timeout_ms, sizeof timeout_ms) < 0 ||
+        buf_add(b, &n, sizeof n) < 0 || put_field(b, text, len) < 0 ||
+        put_field(b, file, file ? strlen(file) : 0) < 0 ||
+        put_field(b, lua_dir, lua_dir ? strlen(lua_dir) : 0) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *path = h->paths[i];
+        const char *t = h->texts ? h->texts[i] : NULL;
+        if (put_field(b, path, path ? strlen(path) : 0) < 0 ||
+            put_field(b, t, t ? strlen(t) : 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Reads one put_field field at *p (advanced past it). */
+static const char *
+get_field(const char **p, size_t *n)
+{
+    size_t hdr;
+    memcpy(&hdr, *p, sizeof hdr);
+    *p += sizeof hdr;
+    if (hdr == SIZE_MAX) {
+        *n = 0;
+        return NULL;
+    }
+    const char *s = *p;
+    *p += hdr + 1;
+    *n = hdr;
+    return s;
+}
+
+/* validated_mu held. */
+static bool
+validated_find(const char *data, size_t len)
+{
+    for (size_t i = 0; i < VALIDATED_MAX; i++)
+        if (validated[i].data && validated[i].len == len &&
+            memcmp(validated[i].data, data, len) == 0)
+            return true;
+    return false;
+}
+
+static bool
+validated_has(const char *data, size_t len)
+{
+    pthread_mutex_lock(&validated_mu);
+    bool found = validated_find(data, len);
+    pthread_mutex_unlock(&validated_mu);
+    return found;
+}
+
+/* Remembers a flattened input that built (takes data); the oldest entry
+ * makes room. */
+static void
+validated_add(char *data, size_t len)
+{
+    pthread_mutex_lock(&validated_mu);
+    if (validated_find(data, len)) {
+        pthread_mutex_unlock(&validated_mu);
+        free(data);
+        return;
+    }
+    free(validated[VALIDATED_MAX - 1].data);
+    memmove(&validated[1], &validated[0],
+            (VALIDATED_MAX - 1) * sizeof validated[0]);
+    validated[0].data = data;
+    validated[0].len = len;
+    pthread_mutex_unlock(&validated_mu);
+}
+
+/* Builds a deferred engine from its kept inputs. The outcome is final: a
+ * failed build (only possible for lack of memory, or a hook script whose
+ * loading is not repeatable) is reported by every later call. */
+static int
+build_deferred(struct engine *e, char *err, size_t errlen)
+{
+    const char *p = e->src, *text, *file, *lua_dir;
+    long timeout_ms;
+    size_t n, len, k;
+
+    memcpy(&timeout_ms, p, sizeof timeout_ms);
+    p += sizeof timeout_ms;
+    memcpy(&n, p, sizeof n);
+    p += sizeof n;
+    text = get_field(&p, &len);
+    file = get_field(&p, &k);
+    lua_dir = get_field(&p, &k);
+    const char **paths = calloc(n ? n : 1, sizeof *paths);
+    const char **texts = calloc(n ? n : 1, sizeof *texts);
+    struct engine_hooks h = {
+        .paths = paths, .texts = texts, .n = n, .timeout_ms = timeout_ms,
+    };
+    int rc = -1;
+    if (!paths || !texts) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        paths[i] = get_field(&p, &k);
+        texts[i] = get_field(&p, &k);
+    }
+    rc = build(e, text, len, file, lua_dir, &h, false, err, errlen);
+done:
+    free(paths);
+    free(texts);
+    free(e->src);
+    e->src = NULL;
+    if (rc != 0) {
+        char msg[4096];
+        snprintf(msg, sizeof msg, "building the rules engine: %s", err);
+        snprintf(err, errlen, "%s", msg);
+        e->failed = strdup(msg);
+    }
+    return rc;
+}
+
+/* Every entry point that runs Lua starts here: 0 when e has its state
+ * (building a deferred engine now), else -1 with the reason in err. */
+static int
+ready(struct engine *e, char *err, size_t errlen)
+{
+    if (e->L)
+        return 0;
+    if (e->src)
+        return build_deferred(e, err, errlen);
+    snprintf(err, errlen, "%s", e->failed ? e->failed
+                                          : "building the rules engine failed");
+    return -1;
+}
+
+struct engine *
+engine_new(const char *config_text, size_t len, const char *config_file,
+           const char *lua_dir, const struct engine_hooks *hooks,
+           bool log_warnings, char *err, size_t errlen)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->ref = LUA_NOREF;
+    /* Hook scripts named by path only are read by the build itself: their
+     * files may change, so only inputs given in full can be deferred. */
+    struct buf key;
+    buf_init(&key, SRC_MAX);
+    bool keyed = (!hooks || !hooks->n || hooks->texts) &&
+                 flatten(&key, config_text, len, config_file, lua_dir,
+                         hooks) == 0;
+    if (keyed && !log_warnings && validated_has(key.data, key.len)) {
+        e->src = buf_take(&key, NULL);
+        if (e->src)
+            return e;
+        keyed = false;
+    }
+    if (build(e, config_text, len, config_file, lua_dir, hooks, log_warnings,
+              err, errlen) != 0) {
+        buf_free(&key);
+        engine_free(e);
+        return NULL;
+    }
+    if (keyed) {
+        size_t klen = key.len;
+        char *k = buf_take(&key, NULL);
+        if (k)
+            validated_add(k, klen);
+    }
+    buf_free(&key);
+    return e;
 }
 
 void
@@ -327,13 +557,19 @@ engine_free(struct engine *e)
         return;
     if (e->L)
         lx_free(e->L);
+    free(e->src);
+    free(e->failed);
     free(e);
 }
 
 bool
 engine_has(struct engine *e, const char *kind)
 {
-    char err[256];
+    char err[4096];
+    if (ready(e, err, sizeof err) != 0) {
+        LOGE("engine:has(%s): %s", kind, err);
+        return false;
+    }
     push_method(e, "has");
     lua_pushstring(e->L, kind);
     if (lx_pcall(e->L, 2, 1, err, sizeof err) != 0) {
@@ -348,7 +584,11 @@ engine_has(struct engine *e, const char *kind)
 int
 engine_rule_count(struct engine *e, const char *kind)
 {
-    char err[256];
+    char err[4096];
+    if (ready(e, err, sizeof err) != 0) {
+        LOGE("engine:rule_count(%s): %s", kind, err);
+        return 0;
+    }
     push_method(e, "rule_count");
     lua_pushstring(e->L, kind);
     if (lx_pcall(e->L, 2, 1, err, sizeof err) != 0) {
@@ -374,9 +614,11 @@ int
 engine_series_queries(struct engine *e, const char *kind, char ***out,
                       size_t *n, char *err, size_t errlen)
 {
-    lua_State *L = e->L;
     *out = NULL;
     *n = 0;
+    if (ready(e, err, errlen) != 0)
+        return -1;
+    lua_State *L = e->L;
     push_method(e, "series_queries");
     lua_pushstring(L, kind);
     if (lx_pcall(L, 2, 1, err, errlen) != 0)
@@ -408,6 +650,8 @@ int
 engine_set_resources(struct engine *e, const struct cache_resource *r,
                      size_t n, char *err, size_t errlen)
 {
+    if (ready(e, err, errlen) != 0)
+        return -1;
     lua_State *L = e->L;
     push_method(e, "set_resources");
     lua_createtable(L, (int)n, 0);
@@ -530,10 +774,12 @@ engine_discover(struct engine *e, const char *kind, char **queries,
                 struct cache_snap *snap, int **failed, size_t *nfailed,
                 char *err, size_t errlen)
 {
-    lua_State *L = e->L;
     bool custom = strcmp(kind, "custom") == 0;
     *failed = NULL;
     *nfailed = 0;
+    if (ready(e, err, errlen) != 0)
+        return -1;
+    lua_State *L = e->L;
     push_method(e, "discover");
     lua_pushstring(L, kind);
     push_results(L, queries, shapes, errors, nq);
@@ -638,6 +884,11 @@ engine_render_custom(struct engine *e, const struct engine_custom_req *r,
                      struct buf *query, struct buf *selector_json,
                      int *status, char *msg, size_t msglen)
 {
+    if (ready(e, msg, msglen) != 0) {
+        LOGE("render_custom: %s", msg);
+        *status = 500;
+        return -1;
+    }
     lua_State *L = e->L;
     push_method(e, "render_custom");
     push_custom_req(L, r);
@@ -668,6 +919,11 @@ engine_render_external(struct engine *e, const struct engine_external_req *r,
                        struct buf *query, int *status, char *msg,
                        size_t msglen)
 {
+    if (ready(e, msg, msglen) != 0) {
+        LOGE("render_external: %s", msg);
+        *status = 500;
+        return -1;
+    }
     lua_State *L = e->L;
     push_method(e, "render_external");
     push_external_req(L, r);
@@ -684,9 +940,13 @@ engine_render_external(struct engine *e, const struct engine_external_req *r,
 bool
 engine_has_compute(struct engine *e, const char *kind, int rule)
 {
-    char err[512];
+    char err[4096];
     if (!e)
         return false;
+    if (ready(e, err, sizeof err) != 0) {
+        LOGE("engine:has_compute(%s, %d): %s", kind, rule, err);
+        return false;
+    }
     push_method(e, "has_compute");
     lua_pushstring(e->L, kind);
     lua_pushinteger(e->L, rule);
@@ -866,8 +1126,13 @@ engine_compute_custom(struct engine *e, const struct engine_custom_req *r,
                       struct buf *selector_json, int *status, char *msg,
                       size_t msglen)
 {
-    lua_State *L = e->L;
     *out = NULL;
+    if (ready(e, msg, msglen) != 0) {
+        LOGE("compute_custom: %s", msg);
+        *status = 500;
+        return -1;
+    }
+    lua_State *L = e->L;
     push_method(e, "compute_custom");
     push_custom_req(L, r);
     e->io_deadline_ms = mono_ms() + (budget_ms > 0 ? budget_ms : 1);
@@ -886,8 +1151,13 @@ engine_compute_external(struct engine *e, const struct engine_external_req *r,
                         long budget_ms, struct engine_samples **out,
                         int *status, char *msg, size_t msglen)
 {
-    lua_State *L = e->L;
     *out = NULL;
+    if (ready(e, msg, msglen) != 0) {
+        LOGE("compute_external: %s", msg);
+        *status = 500;
+        return -1;
+    }
+    lua_State *L = e->L;
     push_method(e, "compute_external");
     push_external_req(L, r);
     e->io_deadline_ms = mono_ms() + (budget_ms > 0 ? budget_ms : 1);
@@ -908,8 +1178,12 @@ int
 engine_render_resource(struct engine *e, const struct engine_resource_req *r,
                        struct buf *query, char *msg, size_t msglen)
 {
-    lua_State *L = e->L;
     int status = 500;
+    if (ready(e, msg, msglen) != 0) {
+        LOGE("render_resource: %s", msg);
+        return -1;
+    }
+    lua_State *L = e->L;
     push_method(e, "render_resource");
     lua_createtable(L, 0, 4);
     set_str(L, "resource", r->resource);
@@ -941,8 +1215,10 @@ engine_resource_labels(struct engine *e, const char *which,
                        struct engine_resource_labels *out, char *err,
                        size_t errlen)
 {
-    lua_State *L = e->L;
     memset(out, 0, sizeof *out);
+    if (ready(e, err, errlen) != 0)
+        return -1;
+    lua_State *L = e->L;
     push_method(e, "resource_labels");
     lua_pushstring(L, which);
     if (lx_pcall(L, 2, 2, err, errlen) != 0)   /* labels | nil, msg */

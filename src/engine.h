@@ -40,7 +40,14 @@ struct engine_hooks {
  * as "FILE:LINE: key.path: message" lines into err (a hook script that
  * fails to load: "SCRIPT:LINE: message"; a rule naming a function no
  * script exports: "FILE:LINE: rules[i].hooks.<step>: ..."). Warnings are
- * logged (same format) when log_warnings is true. hooks may be NULL. */
+ * logged (same format) when log_warnings is true. hooks may be NULL.
+ * Inputs (config text and file, lua_dir, hook paths and texts) that
+ * already built an engine in this process cannot be invalid: with
+ * log_warnings false and hook texts given, such an engine is returned
+ * deferred and its Lua state is built by the first call below that needs
+ * one (engine_set_io does not), on that caller's thread. A worker that
+ * never renders (health probes only) so never holds a Lua state. Should
+ * that build fail (out of memory), every call fails with the reason. */
 struct engine *engine_new(const char *config_text, size_t len,
                           const char *config_file, const char *lua_dir,
                           const struct engine_hooks *hooks,
