@@ -18,6 +18,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <luajit.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -280,7 +281,15 @@ push_new_opts(struct engine *e, const char *config_file,
 /* -- Lifecycle ---------------------------------------------------------- */
 
 /* Builds e's Lua state and engine object from the inputs. On failure e->L
- * is NULL again and err says why. */
+ * is NULL again and err says why.
+ * Memory: loading the modules and compiling the config leave about as much
+ * garbage as live data, and pages LuaJIT's allocator once touched stay
+ * resident for the state's life. So the build runs with the collector
+ * working as it allocates (pause 100: a new cycle as soon as one ends) and
+ * ends with a full collection, then the default pause applies; and with
+ * the JIT compiler off, since load-time code runs once (it would only
+ * leave machine code and trace buffers behind). Hook scripts cannot reach
+ * the jit module (sandbox.lua), so switching it back on overrides no one. */
 static int
 build(struct engine *e, const char *config_text, size_t len,
       const char *config_file, const char *lua_dir,
@@ -294,6 +303,8 @@ build(struct engine *e, const char *config_text, size_t len,
     if (!e->L)
         goto fail;
     lua_State *L = e->L;
+    int pause = lua_gc(L, LUA_GCSETPAUSE, 100);
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     if (lua_cpcall(L, l_setup_io, NULL) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -320,6 +331,9 @@ build(struct engine *e, const char *config_text, size_t len,
     lua_pop(L, 2);
     e->ref = luaL_ref(L, LUA_REGISTRYINDEX);    /* pops eng */
     lua_settop(L, 0);
+    lua_gc(L, LUA_GCSETPAUSE, pause);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
     buf_free(&msgs);
     return 0;
 fail:
