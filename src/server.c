@@ -38,6 +38,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
@@ -76,13 +77,25 @@ struct server {
     /* Worker pool (cfg.workers > 0): MHD's threads only do I/O; each
      * request is suspended and handed to a worker, so a handler waiting on
      * Prometheus never stalls the other connections of its I/O thread, and
-     * requests go to whichever worker is free. */
-    pthread_t *workers;
-    unsigned nworkers;
+     * requests go to whichever worker is free. One worker starts with the
+     * server; enqueue starts another (up to cfg.workers) when a request
+     * finds no idle worker to take it. So the pool, and the thread
+     * contexts its workers build (HTTP clients, a rules engine), grow to
+     * the peak concurrency seen rather than to cfg.workers: sequential
+     * traffic such as health probes, which the condition variable would
+     * hand to every waiting worker in turn, keeps one worker. */
+    pthread_t *workers;          /* cfg.workers slots */
+    atomic_uint nworkers;        /* started; changed under qmu */
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
     struct req_state *qhead, *qtail;
+    unsigned nqueued;            /* requests in the queue (qmu) */
+    unsigned nidle;              /* workers waiting for one (qmu) */
+    bool spawn_failed;           /* logged once (qmu) */
     bool qstop;
+    char worker_name[16];        /* of the thread that started the server:
+                                  * workers started later by an I/O thread
+                                  * take it rather than "MHD-worker" */
 };
 
 /* A parsed serving certificate chain and key, as GnuTLS wants them from
@@ -671,6 +684,7 @@ server_new(const struct server_config *cfg, char *err, size_t errlen)
     s->fd = -1;
     s->cfg = *cfg;
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->nworkers, 0);
     pthread_mutex_init(&s->cert_mu, NULL);
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
@@ -1334,9 +1348,33 @@ answer(struct MHD_Connection *c, struct req_state *st)
 
 /* -- Worker pool -------------------------------------------------------- */
 
+static void *worker_main(void *arg);
+
+/* Starts one more worker if the pool is not full; qmu held. The new
+ * thread waits for qmu like any idle worker. */
+static int
+spawn_worker(struct server *s, char *err, size_t errlen)
+{
+    unsigned n = atomic_load(&s->nworkers);
+    int rc;
+
+    if (n >= s->cfg.workers)
+        return 0;
+    rc = pthread_create(&s->workers[n], NULL, worker_main, s);
+    if (rc != 0) {
+        snprintf(err, errlen, "server: cannot start worker: %s",
+                 strerror(rc));
+        return -1;
+    }
+    atomic_store(&s->nworkers, n + 1);
+    return 0;
+}
+
 static void
 enqueue(struct server *s, struct req_state *st)
 {
+    char err[256];
+
     pthread_mutex_lock(&s->qmu);
     st->next = NULL;
     if (s->qtail)
@@ -1344,6 +1382,14 @@ enqueue(struct server *s, struct req_state *st)
     else
         s->qhead = st;
     s->qtail = st;
+    /* More queued requests than idle workers: this one would wait for a
+     * busy worker, so start another. If that fails the request still
+     * gets the next free one. */
+    if (++s->nqueued > s->nidle && !s->qstop &&
+        spawn_worker(s, err, sizeof err) != 0 && !s->spawn_failed) {
+        s->spawn_failed = true;
+        LOGW("%s (requests wait for a busy worker)", err);
+    }
     pthread_cond_signal(&s->qcv);
     pthread_mutex_unlock(&s->qmu);
 }
@@ -1358,10 +1404,13 @@ worker_main(void *arg)
 {
     struct server *s = arg;
 
+    prctl(PR_SET_NAME, s->worker_name);
     for (;;) {
         pthread_mutex_lock(&s->qmu);
+        s->nidle++;
         while (s->qhead == NULL && !s->qstop)
             pthread_cond_wait(&s->qcv, &s->qmu);
+        s->nidle--;
         struct req_state *st = s->qhead;
         if (st == NULL) {
             pthread_mutex_unlock(&s->qmu);
@@ -1370,6 +1419,7 @@ worker_main(void *arg)
         s->qhead = st->next;
         if (s->qhead == NULL)
             s->qtail = NULL;
+        s->nqueued--;
         pthread_mutex_unlock(&s->qmu);
         run_handler(s, st);
         st->done = true;
@@ -1383,20 +1433,25 @@ workers_stop(struct server *s)
 {
     if (s->workers == NULL)
         return;
+    /* No worker starts once qstop is set (enqueue checks it under qmu). */
     pthread_mutex_lock(&s->qmu);
     s->qstop = true;
     pthread_cond_broadcast(&s->qcv);
+    unsigned n = atomic_load(&s->nworkers);
     pthread_mutex_unlock(&s->qmu);
-    for (unsigned i = 0; i < s->nworkers; i++)
+    for (unsigned i = 0; i < n; i++)
         pthread_join(s->workers[i], NULL);
     free(s->workers);
     s->workers = NULL;
-    s->nworkers = 0;
+    atomic_store(&s->nworkers, 0);
 }
 
+/* Starts the first worker; enqueue starts the others as they are needed. */
 static int
 workers_start(struct server *s, char *err, size_t errlen)
 {
+    int rc;
+
     if (s->cfg.workers == 0)
         return 0;
     s->workers = calloc(s->cfg.workers, sizeof *s->workers);
@@ -1404,15 +1459,13 @@ workers_start(struct server *s, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (unsigned i = 0; i < s->cfg.workers; i++) {
-        int rc = pthread_create(&s->workers[i], NULL, worker_main, s);
-        if (rc != 0) {
-            snprintf(err, errlen, "server: cannot start worker: %s",
-                     strerror(rc));
-            workers_stop(s);
-            return -1;
-        }
-        s->nworkers++;
+    prctl(PR_GET_NAME, s->worker_name);
+    pthread_mutex_lock(&s->qmu);
+    rc = spawn_worker(s, err, errlen);
+    pthread_mutex_unlock(&s->qmu);
+    if (rc != 0) {
+        workers_stop(s);
+        return -1;
     }
     return 0;
 }
@@ -1484,7 +1537,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
         .start_ms = st->start_ms, .params = st->pl.v, .nparams = st->pl.n,
         .conn_ = c,
     };
-    if (s->nworkers == 0) {
+    if (atomic_load(&s->nworkers) == 0) {
         run_handler(s, st);
         return answer(c, st);
     }

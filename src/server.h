@@ -78,11 +78,14 @@ struct server_config {
     const char *tls_min_version;  /* "VersionTLS12" if NULL/"" */
     const char *cipher_suites;    /* comma-separated Go names, NULL/"" = default */
     unsigned threads;           /* I/O thread pool size; 0 = 4 */
-    unsigned workers;           /* handler threads; 0 = run handlers on the
-                                 * I/O threads. With workers, requests are
-                                 * suspended and queued, so a slow handler
-                                 * never stalls other connections, and
-                                 * thread_init/thread_fini run on workers */
+    unsigned workers;           /* most handler threads; 0 = run handlers
+                                 * on the I/O threads. With workers, requests
+                                 * are suspended and queued, so a slow
+                                 * handler never stalls other connections,
+                                 * and thread_init/thread_fini run on
+                                 * workers. One starts with the server,
+                                 * another whenever a request finds no idle
+                                 * one, up to this many */
     unsigned conn_timeout_s;    /* idle/read timeout; 0 = 90 */
     unsigned first_request_timeout_s; /* from accept to the first request's
                                  * headers (TLS handshake included); then
