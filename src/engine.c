@@ -1,8 +1,10 @@
 /* engine.c: C face of one Lua rules engine (see engine.h).
  * Uses lx.h (state, protected calls), yaml.h (node tree), cache.h and
- * prom.h (shapes). The Lua side is lua/adapter/engine.lua; the contract is
- * in docs/architecture.md. Every call into Lua goes through lx_pcall, so a
- * Lua error becomes an error return here, never a longjmp through C.
+ * prom.h (shapes), luajit.h (the JIT is off while an engine is built),
+ * pthreads (the registry of validated inputs, below). The Lua side is
+ * lua/adapter/engine.lua; the contract is in docs/architecture.md. Every
+ * call into Lua goes through lx_pcall, so a Lua error becomes an error
+ * return here, never a longjmp through C.
  * Hooks: engine_new hands the --lua-script texts to engine.new with an io
  * table whose query is l_prom_query (this engine's prom/http clients, set
  * by the owning thread with engine_set_io).
