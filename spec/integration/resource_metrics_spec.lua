@@ -16,28 +16,7 @@ local BASE = "/apis/metrics.k8s.io/v1beta1"
 local TS = 1715851267.123          -- 2024-05-16T09:21:07Z
 local STAMP = "2024-05-16T09:21:07Z"
 
-local CONFIG = [[
-resourceRules:
-  cpu:
-    containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) by (<<.GroupBy>>)'
-    nodeQuery: 'sum(rate(node_cpu_seconds_total{<<.LabelMatchers>>,mode!="idle"}[3m])) by (<<.GroupBy>>)'
-    resources:
-      overrides:
-        node: {resource: node}
-        namespace: {resource: namespace}
-        pod: {resource: pod}
-    containerLabel: container
-  memory:
-    containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
-    nodeQuery: 'sum(node_memory_MemTotal_bytes{<<.LabelMatchers>>} - node_memory_MemAvailable_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
-    resources:
-      overrides:
-        node: {resource: node}
-        namespace: {resource: namespace}
-        pod: {resource: pod}
-    containerLabel: container
-  window: 90s
-]]
+local CONFIG = assert(helpers.read_file(helpers.fixture("resource_rules.yaml")))
 
 local OBJECTS = { objects = {
     { resource = "namespaces", items = {
