@@ -21,48 +21,18 @@ SELECTORS=${SELECTORS:-app=bench shard=s7}
 command -v callgrind_control >/dev/null || die "valgrind is not installed"
 
 ensure_adapter
-series=$(gen_cached series "series-${PODS}x1.json" "$PODS" 1)
-query=$(gen_cached vector "vector-${PODS}.json" "$PODS" bench)
-start_nginx "$series" "$query"
-state=$BENCH_DIR/kube-state.json
-PODS=$PODS luajit -e '
-    local cjson = require "cjson"
-    local n, items = tonumber(os.getenv("PODS")), {}
-    for i = 1, n do
-        items[i] = { name = string.format("pod-%05d", i), namespace = "bench",
-            labels = { app = "bench", shard = "s" .. (i % 100) }, phase = "Running" }
-    end
-    io.write(cjson.encode({ objects = { { resource = "pods", items = items } } }))
-' >"$state"
-start_kube "$state"
-cfg=$BENCH_DIR/query-rules.yaml
-cat >"$cfg" <<'YAML'
-rules:
-- seriesQuery: '{__name__=~"^bench_metric_.*",namespace!="",pod!=""}'
-  resources:
-    overrides:
-      namespace: {resource: namespace}
-      pod: {resource: pod}
-  name: {matches: "^(.*)_total$", as: ""}
-  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)'
-YAML
+selector_bench_setup "$PODS"
 
 machine_info
 out=${KEEP_OUT:-$BENCH_DIR}
 mkdir -p "$out"
 ADAPTER_WRAP="valgrind --tool=callgrind --quiet --callgrind-out-file=$out/callgrind.out.%p" \
-    start_adapter "$cfg" --metrics-relist-interval=1h
+    start_adapter "$SELECTOR_RULES" --metrics-relist-interval=1h
 wait_ready 120
 base="https://127.0.0.1:$ADAPTER_PORT/apis/custom.metrics.k8s.io/v1beta1/namespaces/bench/pods/%2A/bench_metric_001"
 for sel in $SELECTORS; do
     url="$base?labelSelector=$sel"
-    if [[ $sel =~ ^shard=s([0-9]+)$ ]]; then
-        k=${BASH_REMATCH[1]}
-        vec=$(gen_cached vector "vector-${PODS}-mod100-$k.json" "$PODS" bench 100 "$k")
-    else
-        vec=$query
-    fi
-    ln -sfn "$vec" "$BENCH_DIR/nginx/query.json"
+    selector_bench_vector "$sel"
     urls=()
     for _ in $(seq "$REQS"); do urls+=("$url"); done
     # warm-up: object cache, this thread's engine, connections. A neutral

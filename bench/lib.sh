@@ -207,3 +207,70 @@ machine_info() {
     echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "adapter: $ADAPTER_BIN"
 }
+
+# selector_bench_setup PODS: the set-up query.sh and cost.sh share: nginx
+# serving PODS series of bench_metric_001_total and a PODS-sample vector,
+# the fake Kubernetes API holding PODS Running pods pod-00001.. in
+# namespace "bench" (app=bench on all, shard=s<i mod 100>), and the rules
+# file for them; sets SELECTOR_RULES to that file's path.
+selector_bench_setup() {
+    local pods=$1 series query state
+    SELECTOR_PODS=$pods
+    series=$(gen_cached series "series-${pods}x1.json" "$pods" 1)
+    query=$(gen_cached vector "vector-${pods}.json" "$pods" bench)
+    start_nginx "$series" "$query"
+    state=$BENCH_DIR/kube-state.json
+    PODS=$pods luajit -e '
+        local cjson = require "cjson"
+        local n, items = tonumber(os.getenv("PODS")), {}
+        for i = 1, n do
+            items[i] = { name = string.format("pod-%05d", i), namespace = "bench",
+                labels = { app = "bench", shard = "s" .. (i % 100) }, phase = "Running" }
+        end
+        io.write(cjson.encode({ objects = { { resource = "pods", items = items } } }))
+    ' >"$state"
+    start_kube "$state"
+    SELECTOR_RULES=$BENCH_DIR/query-rules.yaml
+    cat >"$SELECTOR_RULES" <<'YAML'
+rules:
+- seriesQuery: '{__name__=~"^bench_metric_.*",namespace!="",pod!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name: {matches: "^(.*)_total$", as: ""}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)'
+YAML
+}
+
+# selector_bench_vector SEL: makes nginx answer queries with the vector a
+# real Prometheus would give for label selector SEL (after
+# selector_bench_setup): every pod, or for shard=sK the pods N with
+# N % 100 == K.
+selector_bench_vector() {
+    local vec
+    if [[ $1 =~ ^shard=s([0-9]+)$ ]]; then
+        vec=$(gen_cached vector "vector-${SELECTOR_PODS}-mod100-${BASH_REMATCH[1]}.json" \
+            "$SELECTOR_PODS" bench 100 "${BASH_REMATCH[1]}")
+    else
+        vec=$(gen_cached vector "vector-${SELECTOR_PODS}.json" "$SELECTOR_PODS" bench)
+    fi
+    ln -sfn "$vec" "$BENCH_DIR/nginx/query.json"
+}
+
+# wrk_row T C TICKS FILE: one result line from wrk --latency output FILE
+# (T threads, C connections) and the adapter CPU ticks it used: req/s,
+# p50/p90/p99, CPU per request, load average, and any errors.
+wrk_row() {
+    awk -v t="$1" -v c="$2" -v ticks="$3" -v hz="$(getconf CLK_TCK)" \
+        -v load="$(cut -d' ' -f1 /proc/loadavg)" '
+        / requests in / { nreq = $1 }
+        /Requests\/sec/ { rps = $2 }
+        $1 == "50%" { p50 = $2 } $1 == "90%" { p90 = $2 } $1 == "99%" { p99 = $2 }
+        /Non-2xx/ { bad = $NF }
+        /Socket errors/ { errs = $0 }
+        END { printf "  wrk -t%d -c%-3d %7.1f req/s  p50 %-8s p90 %-8s p99 %-8s cpu %.2f ms/req  load %s%s%s\n",
+              t, c, rps, p50, p90, p99, nreq ? ticks * 1000 / hz / nreq : 0, load,
+              bad ? "  NON-2XX " bad : "", errs ? "  " errs : "" }
+    ' "$4"
+}

@@ -27,50 +27,17 @@ SELECTORS=${SELECTORS:-app=bench shard=s7}
 command -v wrk >/dev/null || die "wrk is not installed (scripts/deps.sh bench)"
 
 ensure_adapter
-series=$(gen_cached series "series-${PODS}x1.json" "$PODS" 1)
-query=$(gen_cached vector "vector-${PODS}.json" "$PODS" bench)
-start_nginx "$series" "$query"
-
-# PODS pods in namespace "bench": app=bench on all, shard=s<i mod 100>.
-state=$BENCH_DIR/kube-state.json
-PODS=$PODS luajit -e '
-    local cjson = require "cjson"
-    local n, items = tonumber(os.getenv("PODS")), {}
-    for i = 1, n do
-        items[i] = { name = string.format("pod-%05d", i), namespace = "bench",
-            labels = { app = "bench", shard = "s" .. (i % 100) }, phase = "Running" }
-    end
-    io.write(cjson.encode({ objects = { { resource = "pods", items = items } } }))
-' >"$state"
-start_kube "$state"
-
-cfg=$BENCH_DIR/query-rules.yaml
-cat >"$cfg" <<'EOF'
-rules:
-- seriesQuery: '{__name__=~"^bench_metric_.*",namespace!="",pod!=""}'
-  resources:
-    overrides:
-      namespace: {resource: namespace}
-      pod: {resource: pod}
-  name: {matches: "^(.*)_total$", as: ""}
-  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>)'
-EOF
+selector_bench_setup "$PODS"
 
 machine_info
 # shellcheck disable=SC2086
-start_adapter "$cfg" --metrics-relist-interval=1h ${ADAPTER_ARGS:-}
+start_adapter "$SELECTOR_RULES" --metrics-relist-interval=1h ${ADAPTER_ARGS:-}
 wait_ready 60
 base="https://127.0.0.1:$ADAPTER_PORT/apis/custom.metrics.k8s.io/v1beta1/namespaces/bench/pods/%2A/bench_metric_001"
 
 for sel in $SELECTORS; do
     url="$base?labelSelector=$sel"
-    if [[ $sel =~ ^shard=s([0-9]+)$ ]]; then
-        k=${BASH_REMATCH[1]}
-        vec=$(gen_cached vector "vector-${PODS}-mod100-$k.json" "$PODS" bench 100 "$k")
-    else
-        vec=$query
-    fi
-    ln -sfn "$vec" "$BENCH_DIR/nginx/query.json"
+    selector_bench_vector "$sel"
     # Warm the object cache and check the answer: one item per selected pod.
     body=$BENCH_DIR/answer.json
     code=$(curl -sk -o "$body" -w '%{http_code}' --max-time 15 "$url")
@@ -93,17 +60,7 @@ for sel in $SELECTORS; do
             die "wrk failed: $(cat "$out")"
         [ -z "$perf_pid" ] || wait "$perf_pid" || true
         c1=$(cpu_ticks "$ADAPTER_PID")
-        awk -v t="$t" -v c="$c" -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
-            -v load="$(cut -d' ' -f1 /proc/loadavg)" '
-            / requests in / { nreq = $1 }
-            /Requests\/sec/ { rps = $2 }
-            $1 == "50%" { p50 = $2 } $1 == "90%" { p90 = $2 } $1 == "99%" { p99 = $2 }
-            /Non-2xx/ { bad = $NF }
-            /Socket errors/ { errs = $0 }
-            END { printf "  wrk -t%d -c%-3d %7.0f req/s  p50 %-8s p90 %-8s p99 %-8s cpu %.2f ms/req  load %s%s%s\n",
-                  t, c, rps, p50, p90, p99, nreq ? ticks * 1000 / hz / nreq : 0, load,
-                  bad ? "  NON-2XX " bad : "", errs ? "  " errs : "" }
-        ' "$out"
+        wrk_row "$t" "$c" $((c1 - c0)) "$out"
     done
 done
 echo "adapter RSS after the runs: $(mb "$(proc_kb "$ADAPTER_PID" VmRSS)") MB (peak $(mb "$(proc_kb "$ADAPTER_PID" VmHWM)") MB)"

@@ -92,17 +92,7 @@ for s in $SETTINGS; do
     timeout 120 wrk -t "$t" -c "$c" -d "$DURATION" --timeout 10s --latency "$url" >"$out" 2>&1 ||
         die "wrk failed: $(cat "$out")"
     c1=$(cpu_ticks "$ADAPTER_PID")
-    awk -v t="$t" -v c="$c" -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
-        -v load="$(cut -d' ' -f1 /proc/loadavg)" '
-        / requests in / { nreq = $1 }
-        /Requests\/sec/ { rps = $2 }
-        $1 == "50%" { p50 = $2 } $1 == "90%" { p90 = $2 } $1 == "99%" { p99 = $2 }
-        /Non-2xx/ { bad = $NF }
-        /Socket errors/ { errs = $0 }
-        END { printf "  wrk -t%d -c%-3d %7.1f req/s  p50 %-8s p90 %-8s p99 %-8s cpu %.2f ms/req  load %s%s%s\n",
-              t, c, rps, p50, p90, p99, nreq ? ticks * 1000 / hz / nreq : 0, load,
-              bad ? "  NON-2XX " bad : "", errs ? "  " errs : "" }
-    ' "$out"
+    wrk_row "$t" "$c" $((c1 - c0)) "$out"
 done
 k1=$(kube_requests "$k0")
 echo "Kubernetes API requests for pods/nodes during the measured runs: $((k1 - k0))"
