@@ -68,6 +68,23 @@ buf_add(struct buf *b, const void *p, size_t n)
 }
 
 int
+buf_add_i64(struct buf *b, long long v)
+{
+    char tmp[24], *e = tmp + sizeof tmp, *q = e;
+    /* magnitude as unsigned: -LLONG_MIN does not fit a long long */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
+                                 : (unsigned long long)v;
+
+    do {
+        *--q = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--q = '-';
+    return buf_add_inline(b, q, (size_t)(e - q));
+}
+
+int
 buf_adds(struct buf *b, const char *s)
 {
     return buf_add(b, s, strlen(s));

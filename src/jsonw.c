@@ -298,21 +298,10 @@ jsonw_string(struct jsonw *w, const char *s)
 int
 jsonw_int(struct jsonw *w, long long v)
 {
-    char tmp[24], *e = tmp + sizeof tmp, *q = e;
-    /* magnitude as unsigned: -LLONG_MIN does not fit a long long */
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v
-                                 : (unsigned long long)v;
-
     if (begin_value(w) < 0)
         return -1;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        *--q = '-';
-    if (put(w, q, (size_t)(e - q)) < 0)
-        return -1;
+    if (buf_add_i64(&w->text, v) < 0)
+        return fail(w, ERR_SPACE);
     return end_value(w);
 }
 

@@ -11,25 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Appends a signed 64-bit integer in decimal. Written out rather than
- * through printf: a `kubectl top pods -A` answer formats tens of thousands
- * of quantities, and vfprintf was ~4% of that request's instructions. */
-static int
-add_i64(struct buf *b, int64_t v)
-{
-    char tmp[24], *e = tmp + sizeof tmp, *q = e;
-    /* magnitude as unsigned: -INT64_MIN does not fit an int64_t */
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0)
-        *--q = '-';
-    return buf_add_inline(b, q, (size_t)(e - q));
-}
-
 int
 quantity_decimal_si(struct buf *b, int64_t milli)
 {
@@ -57,7 +38,7 @@ quantity_decimal_si(struct buf *b, int64_t milli)
         v *= 100;
         e -= 2;
     }
-    if (add_i64(b, v) < 0)
+    if (buf_add_i64(b, v) < 0)
         return -1;
     return buf_adds(b, suffix[(e + 3) / 3]);
 }
@@ -81,7 +62,7 @@ quantity_binary_si(struct buf *b, int64_t milli)
         u /= 1024;
         k++;
     }
-    if (add_i64(b, u) < 0)
+    if (buf_add_i64(b, u) < 0)
         return -1;
     return buf_adds(b, suffix[k]);
 }
