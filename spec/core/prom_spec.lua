@@ -145,6 +145,25 @@ describe("prom.c", function()
             prom:control("POST", "/_fake/reset")
         end)
 
+        -- prom_series for match[]=match: its shapes as "name{l1,l2}=count"
+        -- strings and the total series count.
+        local function series_shapes(match)
+            local out = ffi.new("struct prom_shapes *[1]")
+            local err = ffi.new("char[512]")
+            assert.equal(0, lib.prom_series(p, hc, match, 1000, out, err, 512), ffi.string(err))
+            local s = out[0]
+            local got = {}
+            for i = 0, tonumber(s.n) - 1 do
+                local sh = s.v[i]
+                local ls = {}
+                for k = 0, tonumber(sh.nlabels) - 1 do ls[#ls + 1] = ffi.string(sh.labels[k]) end
+                got[#got + 1] = ffi.string(sh.name) .. "{" .. table.concat(ls, ",") .. "}=" .. tonumber(sh.count)
+            end
+            local total = tonumber(s.total_series)
+            lib.prom_shapes_free(s)
+            return got, total
+        end
+
         local function query(q, timeout, cl)
             local out = ffi.new("struct prom_result *[1]")
             local err = ffi.new("char[1024]")
@@ -230,19 +249,8 @@ describe("prom.c", function()
             prom:control("POST", "/_fake/series", { match = "m", data = {
                 { __name__ = "a", x = "1", y = "1" }, { __name__ = "a", y = "2", x = "2" },
                 { __name__ = "a", x = "3" }, { __name__ = "b", x = "1" }, { z = "1" } } })
-            local out = ffi.new("struct prom_shapes *[1]")
-            local err = ffi.new("char[512]")
-            assert.equal(0, lib.prom_series(p, hc, "m", 1000, out, err, 512), ffi.string(err))
-            local s = out[0]
-            local got = {}
-            for i = 0, tonumber(s.n) - 1 do
-                local sh = s.v[i]
-                local ls = {}
-                for k = 0, tonumber(sh.nlabels) - 1 do ls[#ls + 1] = ffi.string(sh.labels[k]) end
-                got[#got + 1] = ffi.string(sh.name) .. "{" .. table.concat(ls, ",") .. "}=" .. tonumber(sh.count)
-            end
-            assert.equal(5, tonumber(s.total_series))
-            lib.prom_shapes_free(s)
+            local got, total = series_shapes("m")
+            assert.equal(5, total)
             helpers.assert_same({ "{z}=1", "a{x}=1", "a{x,y}=2", "b{x}=1" }, got)
             local sent = prom:requests("/api/v1/series")[1]
             assert.equal("m", sent.params["match[]"])
@@ -310,18 +318,7 @@ describe("prom.c", function()
                 prom:control("POST", "/_fake/series", { match = "m", status = 200, body =
                     '{"status":"success","data":[{"__name__":"x\255","a\254":"v\253"},'
                     .. '{"__name__":"x\254","a\255":"1"},{"__name__":"ok","b":"\237\160\128"}]}' })
-                local out = ffi.new("struct prom_shapes *[1]")
-                local err = ffi.new("char[512]")
-                assert.equal(0, lib.prom_series(p, hc, "m", 1000, out, err, 512), ffi.string(err))
-                local s = out[0]
-                local got = {}
-                for i = 0, tonumber(s.n) - 1 do
-                    local sh = s.v[i]
-                    local ls = {}
-                    for k = 0, tonumber(sh.nlabels) - 1 do ls[#ls + 1] = ffi.string(sh.labels[k]) end
-                    got[#got + 1] = ffi.string(sh.name) .. "{" .. table.concat(ls, ",") .. "}=" .. tonumber(sh.count)
-                end
-                lib.prom_shapes_free(s)
+                local got = series_shapes("m")
                 helpers.assert_same({ "ok{b}=1", "x" .. R .. "{a" .. R .. "}=2" }, got)
             end)
         end)
