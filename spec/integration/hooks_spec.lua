@@ -110,10 +110,8 @@ describe("lua hooks", function()
     setup(function()
         prom = helpers.start_prometheus { state = { series = SERIES } }
         kube = helpers.start_kube {}
-        local kc = helpers.kubeconfig(kube)
         adapter = helpers.start_adapter { config = CONFIG, prometheus = prom, kube = kube,
-            relist = "1s", args = script_args({ "--authentication-kubeconfig=" .. kc,
-                "--authorization-kubeconfig=" .. kc, "--authentication-skip-lookup" }) }
+            relist = "1s", args = script_args({ "--authentication-skip-lookup" }) }
         -- wait for the first relist to publish every metric
         helpers.wait_until(function()
             local _, doc = adapter:get_json(CUSTOM)

@@ -115,11 +115,8 @@ describe_if("kubectl top through the adapter", function()
     setup(function()
         prom = helpers.start_prometheus {}
         kube = helpers.start_kube { state = OBJECTS }
-        -- delegated authentication and authorization go to the fake too
-        local kc = helpers.kubeconfig(kube)
-        adapter = helpers.start_adapter { config = CONFIG, prometheus = prom, kube = kube,
-            args = { "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc,
-                "--authentication-tolerate-lookup-failure=true" } }
+        -- (start_adapter points delegated authn/authz at the fake too)
+        adapter = helpers.start_adapter { config = CONFIG, prometheus = prom, kube = kube }
         front = start_front()
         kubeconfig = helpers.kubeconfig(front, dir)
         script('sum(rate(cpu{namespace="shop",pod=~"db-0|web-1|web-2"}[1m])) by (pod,container)', vec({

@@ -56,13 +56,12 @@ local function start_fakes()
     return prom, kube
 end
 
--- Starts the adapter with delegated auth pointed at the fake kube (its
--- SubjectAccessReview allows everything by default).
+-- Starts the adapter with delegated auth pointed at the fake kube (as
+-- start_adapter does; its SubjectAccessReview allows everything by
+-- default), without the ConfigMap lookup.
 local function start(prom, kube, opts)
-    local kc = helpers.kubeconfig(kube)
     opts.prometheus, opts.kube = prom, kube
-    local args = { "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc,
-        "--authentication-skip-lookup" }
+    local args = { "--authentication-skip-lookup" }
     for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
     opts.args = args
     return helpers.start_adapter(opts)
@@ -475,11 +474,8 @@ describe("logs", function()
 
     it("never logs a credential from the Prometheus URL or the kubeconfig", function()
         local url = prom:url():gsub("^http://", "http://scraper:s3cr3t-pass@")
-        local kc = helpers.kubeconfig(kube)
         local a = helpers.start_adapter { config = config("${1}_per_second"), kube = kube,
-            args = { "--v=10", "--prometheus-url=" .. url,
-                "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc,
-                "--authentication-skip-lookup" } }
+            args = { "--v=10", "--prometheus-url=" .. url, "--authentication-skip-lookup" } }
         helpers.sleep(1.5)
         local _, err = a:stop()
         assert.truthy(err:find("scraper:[redacted]@", 1, true), err)

@@ -144,12 +144,10 @@ describe("resource metrics API", function()
     setup(function()
         prom = helpers.start_prometheus {}
         kube = helpers.start_kube { state = OBJECTS }
-        -- delegated authentication and authorization go to the fake too
-        local kc = helpers.kubeconfig(kube)
+        -- (start_adapter points delegated authn/authz at the fake too)
         adapter = helpers.start_adapter {
             config = CONFIG, prometheus = prom, kube = kube, relist = "1s",
-            args = { "--prometheus-timeout=2s", "--authentication-kubeconfig=" .. kc,
-                "--authorization-kubeconfig=" .. kc, "--authentication-tolerate-lookup-failure=true" },
+            args = { "--prometheus-timeout=2s" },
         }
     end)
 

@@ -76,11 +76,9 @@ describe("resource metrics API, many namespaces", function()
     setup(function()
         prom = helpers.start_prometheus {}
         kube = helpers.start_kube { state = OBJECTS }
-        local kc = helpers.kubeconfig(kube)
         adapter = helpers.start_adapter {
             config = CONFIG, prometheus = prom, kube = kube, relist = "1s",
-            args = { "--prometheus-timeout=10s", "--authentication-kubeconfig=" .. kc,
-                "--authorization-kubeconfig=" .. kc, "--authentication-tolerate-lookup-failure=true" },
+            args = { "--prometheus-timeout=10s" },
         }
     end)
     teardown(function()
