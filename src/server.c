@@ -1488,10 +1488,14 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
         st->start_ms = server_now_ms();
         atomic_fetch_add(&s->inflight, 1);
         *req_cls = st;
-        /* a request came: the idle timeout from now on (the same value
-         * again on later requests of a keep-alive connection) */
-        MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
-                                  s->cfg.conn_timeout_s);
+        /* a request came: the idle timeout from now on. Only on a
+         * connection's first request: setting it takes MHD's cleanup
+         * mutex, reading it does not. */
+        const union MHD_ConnectionInfo *ti =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_TIMEOUT);
+        if (ti == NULL || ti->connection_timeout != s->cfg.conn_timeout_s)
+            MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                                      s->cfg.conn_timeout_s);
         if (!too_large(c, s->cfg.max_upload))
             return MHD_YES;
         /* Declared too large: answer before reading the body (MHD then
