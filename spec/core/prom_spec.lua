@@ -256,6 +256,8 @@ describe("prom.c", function()
             assert.equal("m", sent.params["match[]"])
             assert.equal("1000", sent.params.start)
             -- errors
+            local out = ffi.new("struct prom_shapes *[1]")
+            local err = ffi.new("char[512]")
             prom:control("POST", "/_fake/series", { match = "m", status = 422,
                 body = cjson.encode({ status = "error", errorType = "execution", error = "x" }) })
             assert.equal(-1, lib.prom_series(p, hc, "m", 1000, out, err, 512))
