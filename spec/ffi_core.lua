@@ -13,7 +13,7 @@ void buf_init(struct buf *b, size_t max);
 void buf_free(struct buf *b);
 ]]
 
-local M = { lib = ffi.load(helpers.root() .. "/build/lua/adapter/core.so") }
+local M = { lib = ffi.load(helpers.core_so()) }
 
 -- Runs fn(b) with a fresh buffer; fn must return 0. Returns the bytes.
 function M.with_buf(fn)

@@ -740,8 +740,21 @@ end
 
 -- -- The adapter binary ------------------------------------------------------
 
+-- ADAPTER_BUILD_DIR (default "build") lets a second build tree be tested
+-- while build/ is in use; pass busted --cpath=DIR/lua/?.so too.
+function helpers.build_dir()
+    return os.getenv("ADAPTER_BUILD_DIR") or "build"
+end
+
+-- The C core as a shared library, for the FFI specs.
+function helpers.core_so()
+    local d = helpers.build_dir()
+    if d:sub(1, 1) ~= "/" then d = helpers.root() .. "/" .. d end
+    return d .. "/lua/adapter/core.so"
+end
+
 function helpers.adapter_bin()
-    local b = os.getenv("ADAPTER_BIN") or "build/promlua-adapter"
+    local b = os.getenv("ADAPTER_BIN") or (helpers.build_dir() .. "/promlua-adapter")
     if b:sub(1, 1) ~= "/" then b = helpers.root() .. "/" .. b end
     return b
 end

@@ -20,7 +20,8 @@ int close(int fd);
 int fflush(void *stream);
 ]]
 
-local lib = ffi.load("build/lua/adapter/core.so")
+local helpers = require "helpers"
+local lib = ffi.load(helpers.core_so())
 
 -- Runs fn with stdout and stderr sent to /dev/null (usage text is long).
 local function quiet(fn)

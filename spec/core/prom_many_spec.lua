@@ -11,7 +11,7 @@ local cjson = require "cjson"
 require "ffi_prom"   -- the cdefs of prom.h and http_client.h
 
 
-local lib = ffi.load("build/lua/adapter/core.so")
+local lib = ffi.load(helpers.core_so())
 lib.http_client_global_init()
 local ERRLEN = 512
 

@@ -12,7 +12,7 @@ local cjson = require "cjson"
 
 require "ffi_prom"   -- the cdefs of prom.h and http_client.h
 
-local lib = ffi.load("build/lua/adapter/core.so")
+local lib = ffi.load(helpers.core_so())
 lib.http_client_global_init()
 
 local PROM_VECTOR, PROM_SCALAR, PROM_MATRIX = 0, 1, 2

@@ -14,7 +14,8 @@ char *utf8_repair_dup(const char *s, size_t n, size_t *outlen);
 ]]
 pcall(ffi.cdef, "void free(void *p);")   -- another spec may have declared it
 
-local lib = ffi.load("build/lua/adapter/core.so")
+local helpers = require "helpers"
+local lib = ffi.load(helpers.core_so())
 local R = "\239\191\189"
 
 -- Go's utf8.DecodeRune width at byte i of s, 0 when it returns (RuneError, 1)
