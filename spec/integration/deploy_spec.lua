@@ -1,6 +1,8 @@
 -- spec/integration/deploy_spec.lua: the deployment artefacts.
 --   - `kubectl kustomize deploy/` (and the resource-metrics overlay): every
---     object parses; the APIService, Service, Deployment, ServiceAccount,
+--     object parses and carries the app.kubernetes.io labels; the
+--     kustomizations use only what kustomize v2.0.3 (kubectl 1.20, Debian
+--     bookworm's kubernetes-client) reads; the APIService, Service, Deployment, ServiceAccount,
 --     RBAC, ConfigMap and PodDisruptionBudget names and selectors agree;
 --     the Deployment is hardened and probes /livez and /readyz over HTTPS;
 --     its ConfigMap's config.yaml is rules/default.yaml;
@@ -43,10 +45,14 @@ local function plain(node)
     return node.value
 end
 
--- kubectl kustomize DIR -> list of objects
+-- kubectl kustomize DIR -> list of objects. Only stdout is YAML: kubectl
+-- 1.2x+ warns on stderr that `bases:` is deprecated (deploy/ keeps it for
+-- kustomize v2.0.3, kubectl 1.20), and stderr is shown only on failure.
 local function render(dir)
-    local rc, out = sh("kubectl kustomize " .. shq(dir))
-    assert(rc == 0, "kubectl kustomize " .. dir .. " failed:\n" .. out)
+    local errf = helpers.tmpdir("kustomize") .. "/stderr"
+    local rc, out = sh("kubectl kustomize " .. shq(dir) .. " 2>" .. shq(errf))
+    assert(rc == 0, "kubectl kustomize " .. dir .. " failed:\n" .. out
+        .. (helpers.read_file(errf) or ""))
     local objs = {}
     for doc in ("\n" .. out .. "\n---\n"):gmatch("\n(.-)\n%-%-%-") do
         if doc:match("%S") then
@@ -150,6 +156,51 @@ describe("deploy/", function()
             PodDisruptionBudget = 1, APIService = 3,
         }, kinds)
         assert.are.equal(#base + 2, #overlay)
+    end)
+
+    it("labels every object, but keeps the Deployment's selector to name and component", function()
+        local want = { ["app.kubernetes.io/name"] = "prometheus-adapter",
+            ["app.kubernetes.io/component"] = "metrics-adapter",
+            ["app.kubernetes.io/part-of"] = "promlua-adapter" }
+        for _, objs in ipairs({ base, overlay }) do
+            for _, o in ipairs(objs) do
+                for k, v in pairs(want) do
+                    assert.are.equal(v, (o.metadata.labels or {})[k],
+                        o.kind .. " " .. o.metadata.name .. ": label " .. k)
+                end
+            end
+        end
+        -- a selector is immutable in a cluster: labels added by kustomize
+        -- (commonLabels) would make `kubectl apply` over an existing
+        -- prometheus-adapter Deployment fail
+        local dep = find(base, "Deployment")[1]
+        helpers.assert_same({ ["app.kubernetes.io/name"] = "prometheus-adapter",
+            ["app.kubernetes.io/component"] = "metrics-adapter" }, dep.spec.selector.matchLabels)
+        helpers.assert_same(dep.spec.selector.matchLabels, find(base, "Service")[1].spec.selector)
+    end)
+
+    it("uses no kustomization field kustomize v2.0.3 (kubectl 1.20) does not read", function()
+        local rc, list = sh("find deploy -name kustomization.yaml")
+        assert(rc == 0, list)
+        local n = 0
+        for path in list:gmatch("[^\n]+") do
+            local tree = assert(core.yaml_parse(assert(helpers.read_file(path)), path))
+            local k = plain(tree)
+            -- v2.0.3 has no `labels:` (v4.1+); `commonLabels:` would change the selector
+            assert.is_nil(k.labels, path .. ": labels:")
+            assert.is_nil(k.commonLabels, path .. ": commonLabels:")
+            -- v2.0.3 loads only files from `resources:`, directories from `bases:`
+            local dir = path:match("^(.*)/[^/]+$")
+            for _, r in ipairs(k.resources or {}) do
+                assert(os.execute("test -f " .. shq(dir .. "/" .. r)) == 0,
+                    path .. ": resources: " .. r .. " is not a file")
+            end
+            for _, b in ipairs(k.bases or {}) do
+                assert(os.execute("test -d " .. shq(dir .. "/" .. b)) == 0, path .. ": bases: " .. b .. " is not a directory")
+            end
+            n = n + 1
+        end
+        assert.are.equal(3, n)
     end)
 
     it("registers custom v1beta1 and v1beta2 and external v1beta1; metrics.k8s.io only in the overlay", function()
