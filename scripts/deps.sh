@@ -11,6 +11,9 @@ build_pkgs="build-essential cmake pkg-config luajit libluajit-5.1-dev
 # prometheus and nginx-light run the demo stack, which the end-to-end spec
 # (spec/integration/e2e_prometheus_spec.lua) runs too.
 # clang and its runtime libraries: the libFuzzer smoke (spec/fuzz).
+# kubectl: Debian ships it as kubernetes-client (kubectl 1.20, kustomize
+# v2.0.3; deploy/ and the specs work with it); a kubectl already on PATH
+# (a newer one from Kubernetes' own apt repository, say) is used instead.
 test_pkgs="lua-busted lua-socket curl kubectl prometheus nginx-light
   clang libclang-rt-14-dev"
 demo_pkgs=""
@@ -29,9 +32,11 @@ esac
 
 missing=""
 for p in $want; do
-  # kubectl may come from elsewhere on a developer machine: any kubectl on
-  # PATH will do.
-  if [ "$p" = kubectl ] && command -v kubectl >/dev/null 2>&1; then continue; fi
+  # "kubectl" stands for any kubectl on PATH, else Debian's package of it
+  if [ "$p" = kubectl ]; then
+    command -v kubectl >/dev/null 2>&1 && continue
+    p=kubernetes-client
+  fi
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing="$missing $p"
   fi
