@@ -20,8 +20,9 @@
 # freed blocks takes minutes to fill at this request rate; at most a fifth
 # of the run) with the mean of the last 150 s (single samples swing by
 # ~10 % with malloc arena reuse across 16 worker threads); zero unexpected
-# statuses, zero sanitizer reports (leaks included, checked after a clean
-# SIGTERM), the process alive throughout. Exit 0 on PASS, 1 on FAIL.
+# statuses, zero error log lines (E...), zero sanitizer reports (leaks
+# included, checked after a clean SIGTERM), the process alive throughout.
+# Exit 0 on PASS, 1 on FAIL.
 # SOAK_OUT=file also writes the summary there. BENCH_KEEP=1 keeps the
 # work directory (logs, csv).
 # Uses: bench/lib.sh, luajit, curl. Never stops processes it did not start.
@@ -173,6 +174,9 @@ reloaded=$(grep -c 'config reloaded' "$ADAPTER_LOG" || true)
 verdict=PASS
 awk -v d="$drift" 'BEGIN { exit !(d == "nan" || d > 10 || d < -10) }' && verdict=FAIL
 [ "$bad" -eq 0 ] || verdict=FAIL
+# "zero errors" covers the adapter's own error log too: a failed relist or
+# reload is an error even when every client status was as expected
+[ "$elog" -eq 0 ] || verdict=FAIL
 [ "$san_reports" -eq 0 ] || verdict=FAIL
 [ "$alive" = yes ] || verdict=FAIL
 summary=$(cat <<TXT
