@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: the README's `make demo` (which installs the packages and builds
-# first). Starts on 127.0.0.1 only:
+# first; this script does neither, it only checks that the tools and the
+# binary are there, so spec/integration/demo_spec.lua runs it as is).
+# Starts on 127.0.0.1 only:
 #   - the demo workload (scripts/demo/exporter.lua): request counters and
 #     queue gauges with namespace/pod labels, CPU and memory series;
 #   - a real Prometheus (Debian's /usr/bin/prometheus) scraping it every 1 s;
@@ -18,9 +20,10 @@
 # Environment: DEMO_ONESHOT=1 exits after printing; DEMO_KEEP=1 keeps the
 # work directory (logs, configs); ADAPTER_BIN picks the binary;
 # ADAPTER_EXTRA_ARGS adds adapter flags (whitespace-separated).
-# Uses: bash, luajit + lua-socket + lua-cjson, prometheus, nginx, kubectl,
-# curl. Must never: listen beyond loopback, wait without a bound, or leave a
-# process behind (the EXIT trap stops each one it started, by pid).
+# Uses: bash, luajit + lua-socket + lua-cjson, prometheus, nginx, curl,
+# kubectl (1.20, Debian's kubernetes-client, or newer). Must never: listen
+# beyond loopback, wait without a bound, or leave a process behind (the
+# EXIT trap stops each one it started, by pid).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
