@@ -7,8 +7,12 @@
 -- §6.2), NaN/Inf clamping (decision #9), the error catalogue (404 texts,
 -- 400 for bad selectors per decisions #12/#13, 500s), discovery and which
 -- groups /apis lists (spec-rules.md §1.4), the warning and 500 for a
--- namespaced rule without a namespace mapping (decision #7), and PA's
--- docs/sample-config.yaml as repaired in rules/examples/sample-config.yaml.
+-- namespaced rule without a namespace mapping (decision #7), naming and
+-- seriesFilters (spec-rules.md §4.4: the API name from name.as, the PromQL
+-- from the series name), a series with only __name__, the independence of
+-- the custom and external registries when one's series call fails
+-- (spec-rules.md §5.2, §5.4), and PA's docs/sample-config.yaml as repaired
+-- in rules/examples/sample-config.yaml.
 -- Uses: spec/helpers.lua, spec/fixtures/kube/*.json, rules/examples/.
 -- Timestamps of items are the samples' own, so they are compared exactly.
 
@@ -27,7 +31,10 @@ local TS_TEXT = "2024-05-16T09:21:07Z" -- its RFC 3339 form (seconds)
 --  [2] namespace from a template (kube_<<.Resource>> -> kube_namespace);
 --  [3] namespaced, no namespace mapping: warned at start-up, 500 per request;
 --  [4] the bare selector, for result-shape tests (namespaced: false);
---  [5] a template that fails when executed (500 naming the rule).
+--  [5] a template that fails when executed (500 naming the rule);
+--  [6] naming and filters: name.matches/as renames the series, an isNot
+--      filter drops one of the series (the PromQL keeps the series name);
+--  [7] a series with no label besides __name__.
 local CONFIG = [[
 externalRules:
 - seriesQuery: '{__name__="queue_consumer_lag",name!=""}'
@@ -51,12 +58,22 @@ externalRules:
 - seriesQuery: 'bad_template'
   resources: {namespaced: false}
   metricsQuery: sum(<<.Series>>) by (<<.Namespace>>)
+- seriesQuery: '{__name__=~"^app_.*_queue_length$"}'
+  seriesFilters:
+  - isNot: "^app_internal_"
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+  name:
+    matches: "^app_(.*)_queue_length$"
+    as: "${1}_len"
+  metricsQuery: max(<<.Series>>{<<.LabelMatchers>>})
+- seriesQuery: 'label_less'
+  resources: {namespaced: false}
+  metricsQuery: <<.Series>>{<<.LabelMatchers>>}
 ]]
 
--- What the fake Prometheus holds for the relist (series calls). Every
--- series has a label besides __name__, as scraped series always do (a
--- label-less series trips a UBSan report in prom.c's finish_series,
--- memcpy from NULL with length 0; reported, not this spec's subject).
+-- What the fake Prometheus holds for the relist (series calls).
 local SERIES = {
     { match = '{__name__="queue_consumer_lag",name!=""}', data = {
         { __name__ = "queue_consumer_lag", name = "orders", namespace = "default" },
@@ -69,6 +86,13 @@ local SERIES = {
     { match = "unmapped_backlog", data = { { __name__ = "unmapped_backlog", job = "x" } } },
     { match = "raw_gauge", data = { { __name__ = "raw_gauge", job = "x" } } },
     { match = "bad_template", data = { { __name__ = "bad_template", job = "x" } } },
+    -- app_internal_queue_length is dropped by rule [6]'s isNot filter
+    { match = '{__name__=~"^app_.*_queue_length$"}', data = {
+        { __name__ = "app_orders_queue_length", namespace = "default", queue = "orders" },
+        { __name__ = "app_internal_queue_length", namespace = "default", queue = "gc" } } },
+    -- only __name__, as a recording rule that aggregates everything away
+    -- (record: label_less, expr: sum(x)) leaves it
+    { match = "label_less", data = { { __name__ = "label_less" } } },
 }
 
 local function sample(labels, value)
@@ -188,7 +212,8 @@ describe("external metrics API", function()
             assert.equal(200, status)
             local res = {}
             for i, name in ipairs({ "bad_template", "kube_inbox_messages", "kube_outbox_messages",
-                "queue_consumer_lag", "queue_depth", "raw_gauge", "unmapped_backlog" }) do
+                "label_less", "orders_len", "queue_consumer_lag", "queue_depth", "raw_gauge",
+                "unmapped_backlog" }) do
                 res[i] = { name = name, singularName = "", namespaced = true,
                     kind = "ExternalMetricValueList", verbs = { "get" } }
             end
@@ -213,6 +238,56 @@ describe("external metrics API", function()
                 helpers.assert_same(status_doc(404, "NotFound",
                     "the server could not find the requested resource", {}), doc, p)
             end
+        end)
+    end)
+
+    -- -- Naming and filters (spec-rules.md §4.4: as for custom rules) ------------
+
+    describe("naming and filters", function()
+        local function names()
+            local status, doc = env.adapter:get_json(V1)
+            assert.equal(200, status)
+            local set = {}
+            for _, r in ipairs(doc.resources) do set[r.name] = true end
+            return set
+        end
+
+        it("lists the name.as name, not the series name nor the filtered series", function()
+            local set = names()
+            assert.is_true(set.orders_len)
+            assert.is_nil(set.app_orders_queue_length)
+            assert.is_nil(set.internal_len)
+            assert.is_nil(set.app_internal_queue_length)
+        end)
+
+        it("queries the renamed metric with the original series name", function()
+            local q = 'max(app_orders_queue_length{queue="orders",namespace="default"})'
+            local status, doc, raw, queries = env.ask(
+                V1 .. "/namespaces/default/orders_len?labelSelector=queue%3Dorders", q,
+                vector({ sample({ queue = "orders" }, "5") }))
+            assert.equal(200, status, raw)
+            helpers.assert_same({ q }, queries)
+            helpers.assert_same(list({ item("orders_len", { queue = "orders" }, "5") }), doc)
+        end)
+
+        it("404s the filtered series' metric and the series name, without querying", function()
+            for _, m in ipairs({ "internal_len", "app_orders_queue_length" }) do
+                local status, doc, _, queries = env.ask(V1 .. "/namespaces/default/" .. m)
+                assert.equal(404, status, m)
+                assert.equal(0, #queries, m)
+                helpers.assert_same(status_doc(404, "NotFound",
+                    "the server could not find the metric " .. m .. " for namespaces"), doc)
+            end
+        end)
+
+        it("publishes a series with no label but __name__ and queries it", function()
+            assert.is_true(names().label_less)
+            local q = "label_less{}"
+            local status, doc, raw, queries = env.ask(V1 .. "/namespaces/default/label_less", q,
+                vector({ sample({ __name__ = "label_less" }, "9") }))
+            assert.equal(200, status, raw)
+            helpers.assert_same({ q }, queries)
+            helpers.assert_same(list({ item("label_less", { __name__ = "label_less" }, "9") }), doc)
         end)
     end)
 
@@ -609,5 +684,102 @@ rules:
         assert.equal(404, (env.adapter:get(BASE)))
         assert.equal(404, (env.adapter:get(V1)))
         assert.equal(404, (env.adapter:get(V1 .. "/namespaces/default/queue_depth")))
+    end)
+end)
+
+-- The custom and external registries are independent (spec-rules.md §5.2,
+-- §5.4): a failing series call of one kind of rule leaves the other kind
+-- publishing. Each block checks that the failing call was made and failed.
+describe("independent registries", function()
+    local CUSTOM = "/apis/custom.metrics.k8s.io/v1beta1"
+    local BROKEN = { status = 500, body = cjson.encode({ status = "error", errorType = "internal",
+        error = "boom" }) }
+    local function broken(match)
+        local e = { match = match }
+        for k, v in pairs(BROKEN) do e[k] = v end
+        return e
+    end
+    local NODE_LOAD = { match = 'node_load1{node!=""}', data = { { __name__ = "node_load1", node = "worker-1" } } }
+    local QUEUE_DEPTH = { match = "queue_depth", data = { { __name__ = "queue_depth", topic = "t1" } } }
+    local CFG = [[
+rules:
+- seriesQuery: '%s'
+  resources: {template: '<<.Resource>>'}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: '%s'
+  resources: {namespaced: false}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>})
+]]
+
+    -- the failed series call: made (the fake answered 500) and logged
+    local function assert_failed(env, match, rule)
+        local seen = false
+        for _, r in ipairs(env.prom:requests("/api/v1/series")) do
+            local m = r.params["match[]"]
+            if m == match or (type(m) == "table" and m[1] == match) then seen = true end
+        end
+        assert.is_true(seen)
+        local err = env.adapter:stderr()
+        assert.truthy(err:find(rule .. ': unable to fetch metrics for query "' .. match .. '"', 1, true), err)
+    end
+
+    describe("a failing custom seriesQuery", function()
+        local env
+        setup(function()
+            env = start_env(CFG:format("broken_custom", "queue_depth"), {
+                series = { broken("broken_custom"), QUEUE_DEPTH }, wait_metric = "queue_depth" })
+        end)
+        teardown(function()
+            if env then env.stop() end
+            helpers.cleanup()
+        end)
+
+        it("leaves the external metrics published and served", function()
+            assert_failed(env, "broken_custom", "rules[0]")
+            local status, doc, raw = env.adapter:get_json(V1)
+            assert.equal(200, status, raw)
+            assert.equal(1, #doc.resources)
+            assert.equal("queue_depth", doc.resources[1].name)
+            local q = 'sum(queue_depth{topic="t1"})'
+            local s2, d2, raw2, queries = env.ask(V1 .. "/namespaces/default/queue_depth?labelSelector=topic%3Dt1",
+                q, vector({ sample({}, "4") }))
+            assert.equal(200, s2, raw2)
+            helpers.assert_same({ q }, queries)
+            helpers.assert_same(list({ item("queue_depth", {}, "4") }), d2)
+            -- and the custom registry is empty, not failed
+            local s3, d3, raw3 = env.adapter:get_json(CUSTOM)
+            assert.equal(200, s3, raw3)
+            assert.equal(0, #d3.resources)
+        end)
+    end)
+
+    describe("a failing external seriesQuery", function()
+        local env
+        setup(function()
+            env = start_env(CFG:format('node_load1{node!=""}', "broken_external"), {
+                series = { NODE_LOAD, broken("broken_external") } })
+            helpers.wait_until(function()
+                local _, doc = env.adapter:get_json(CUSTOM)
+                return doc and doc.resources and #doc.resources > 0
+            end, helpers.scale(5), 0.1)
+        end)
+        teardown(function()
+            if env then env.stop() end
+            helpers.cleanup()
+        end)
+
+        it("leaves the custom metrics published", function()
+            assert_failed(env, "broken_external", "externalRules[0]")
+            local status, doc, raw = env.adapter:get_json(CUSTOM)
+            assert.equal(200, status, raw)
+            local names = {}
+            for i, r in ipairs(doc.resources) do names[i] = r.name end
+            helpers.assert_same({ "nodes/node_load1" }, names)
+            -- the external group is served, with nothing in it
+            local s2, d2, raw2 = env.adapter:get_json(V1)
+            assert.equal(200, s2, raw2)
+            assert.equal(0, #d2.resources)
+        end)
     end)
 end)
