@@ -202,15 +202,47 @@ describe("walkthrough and external examples", function()
     end)
 
     it("registers external metrics sorted, last writer wins", function()
+        -- API names differ from the series names (name.as), so an entry
+        -- must keep the series its query is built from; orders_len comes
+        -- from both rules and the later one's series wins
+        local e2 = load([[
+externalRules:
+- seriesQuery: '{__name__=~"^app_.*_queue_length$"}'
+  resources: {namespaced: false}
+  name: {matches: "^app_(.*)_queue_length$", as: "${1}_len"}
+  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'
+- seriesQuery: 'legacy_orders_backlog'
+  resources: {namespaced: false}
+  name: {matches: "^legacy_(.*)_backlog$", as: "${1}_len"}
+  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>})'
+]])
+        local eq = e2:series_queries("external")
+        assert.are.equal(2, #eq)
+        local got, problems = e2:discover("external", {
+            [eq[1]] = { shapes = { { name = "app_payments_queue_length", labels = { "queue" } },
+                { name = "app_orders_queue_length", labels = { "queue" } } } },
+            [eq[2]] = { shapes = { { name = "legacy_orders_backlog", labels = {} } } } })
+        assert.are.same({
+            { metric = "orders_len", series = "legacy_orders_backlog", rule = 2 },
+            { metric = "payments_len", series = "app_payments_queue_length", rule = 1 },
+        }, got)
+        assert.are.same({ { rule = 2, level = "warning", msg = 'externalRules[1]: external metric '
+            .. '"orders_len" also defined by externalRules[0]; the later rule wins' } }, problems)
+        assert.are.equal("max(legacy_orders_backlog{})", (e2:render_external({ rule = got[1].rule,
+            series = got[1].series, metric = got[1].metric, namespace = "default", selector = "" })))
+    end)
+
+    it("reports a failing series query as an error of its rule", function()
         local eq = eng:series_queries("external")
-        local got = eng:discover("external", { [eq[1]] = { shapes = { { name = "queue_consumer_lag", labels = {} } } },
+        local got, problems = eng:discover("external", {
+            [eq[1]] = { shapes = { { name = "queue_consumer_lag", labels = { "name" } } } },
             [eq[2]] = { error = "bad_data: boom" } })
-        assert.are.equal(1, #got)
-        assert.are.same({ metric = "queue_consumer_lag", series = "queue_consumer_lag", rule = 1 }, got[1])
-        local _, problems = eng:discover("external", { [eq[1]] = { shapes = {} }, [eq[2]] = { error = "boom" } })
+        assert.are.same({ { metric = "queue_consumer_lag", series = "queue_consumer_lag", rule = 1 } }, got)
         assert.are.equal(1, #problems)
         assert.are.equal(2, problems[1].rule)
         assert.are.equal("error", problems[1].level)
+        assert.matches('^externalRules%[1%]: unable to fetch metrics for query ".*": bad_data: boom$',
+            problems[1].msg)
     end)
 end)
 
