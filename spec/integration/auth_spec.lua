@@ -4,10 +4,12 @@
 -- The fake Kubernetes API plays TokenReview, SubjectAccessReview
 -- (spec/fixtures/fake_kube_auth.lua) and serves the
 -- kube-system/extension-apiserver-authentication ConfigMap; the client
--- certificates are generated here with the openssl command.
--- Uses: spec/helpers.lua, curl, openssl.
+-- certificates are generated here with the openssl command. For the
+-- in-cluster case nginx (spec/tls_helpers.lua) puts TLS in front of the fake.
+-- Uses: spec/helpers.lua, spec/tls_helpers.lua, curl, openssl, nginx.
 
 local helpers = require "helpers"
+local tls = require "tls_helpers"
 local cjson = require "cjson"
 
 local CM = "extension-apiserver-authentication"
@@ -113,6 +115,14 @@ end
 describe("delegated authentication and authorization", function()
     local prom, kube, adapter, cached, certs
     local dir
+    local auth_args     -- the delegated-auth kubeconfig flags for this fake
+    -- auth_args followed by extra (later flags win)
+    local function with(extra)
+        local t = {}
+        for _, a in ipairs(auth_args) do t[#t + 1] = a end
+        for _, a in ipairs(extra) do t[#t + 1] = a end
+        return t
+    end
 
     setup(function()
         dir = helpers.tmpdir("authcerts")
@@ -139,13 +149,7 @@ describe("delegated authentication and authorization", function()
             ["requestheader-extra-headers-prefix"] = '["X-Remote-Extra-"]',
         })
         local kc = helpers.kubeconfig(kube)
-        local auth_args = { "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc }
-        local function with(extra)
-            local t = {}
-            for _, a in ipairs(auth_args) do t[#t + 1] = a end
-            for _, a in ipairs(extra) do t[#t + 1] = a end
-            return t
-        end
+        auth_args = { "--authentication-kubeconfig=" .. kc, "--authorization-kubeconfig=" .. kc }
         -- no caches: every request reaches the fake
         adapter = helpers.start_adapter { config = CONFIG, prometheus = prom, kube = kube,
             args = with { "--authentication-token-webhook-cache-ttl=0s",
@@ -445,14 +449,91 @@ describe("delegated authentication and authorization", function()
         end
 
         it("refuses request headers and URLs above the size limits (128 KiB; Go: 1 MiB)", function()
-            local big = string.rep("a", 1100 * 1024)
+            -- 200 KiB: above our limit, below Go's (docs/compat.md)
+            local big = string.rep("a", 200 * 1024)
             local tail = "Host: x\r\nConnection: close\r\n\r\n"
             assert.are.equal("HTTP/1.1 200 OK", (raw("GET /healthz HTTP/1.1\r\n" .. tail)))
+            assert.are.equal("HTTP/1.1 200 OK", (raw("GET /healthz HTTP/1.1\r\nX-Mid: "
+                .. string.rep("a", 32 * 1024) .. "\r\n" .. tail)))
             assert.are.equal("HTTP/1.1 431 Request Header Fields Too Large",
                 (raw("GET /healthz HTTP/1.1\r\nX-Big: " .. big .. "\r\n" .. tail)))
             assert.are.equal("HTTP/1.1 414 URI Too Long",
                 (raw("GET /healthz?" .. big .. " HTTP/1.1\r\n" .. tail)))
             assert.are.equal(0, #sars(kube))
+        end)
+    end)
+
+    -- Each test starts its own adapter with the flag under test; the checks
+    -- are chosen so that the default value of the flag would fail them.
+    describe("explicit flags", function()
+        local extra
+        local function start(args)
+            extra = helpers.start_adapter { config = CONFIG, prometheus = prom, kube = kube,
+                args = with(args) }
+            kube:clear_requests()       -- start-up's ConfigMap LIST and /readyz probes
+            return extra
+        end
+        after_each(function()
+            if extra then extra:stop() end
+            extra = nil
+        end)
+
+        it("--request-timeout bounds a request without ?timeout and caps ?timeout=30s (504)", function()
+            local a = start { "--request-timeout=1s" }
+            -- the review answers after 4 s: within the 60 s default and
+            -- within ?timeout=30s, so only the 1 s flag can make these 504s
+            for _, q in ipairs({ "", "?timeout=30s" }) do
+                kube:control("POST", "/_fake/fail", { pattern = "subjectaccessreviews", delay = 4,
+                    count = 1 })
+                local t0 = helpers.now()
+                local st, body = call(a, DISCOVERY .. q)
+                local took = helpers.now() - t0
+                assert.are.equal(504, st, q .. ": " .. body)
+                assert.are.equal('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+                    .. '"message":"Timeout: request did not complete within the allotted timeout",'
+                    .. '"reason":"Timeout","details":{},"code":504}\n', body)
+                -- not a performance bound: it shows the answer did not wait
+                -- for the delayed review
+                assert.is_true(took < 3.5, q .. " took " .. took .. " s")
+            end
+            assert.are.equal(2, #sars(kube))
+            -- a shorter ?timeout still applies, and without a delay it is met
+            assert.are.equal(200, (call(a, DISCOVERY .. "?timeout=900ms")))
+        end)
+
+        it("expires cached reviews after the --*-cache-ttl flags (1s)", function()
+            local a = start { "--authentication-token-webhook-cache-ttl=1s",
+                "--authorization-webhook-cache-authorized-ttl=1s" }
+            assert.are.equal(200, (call(a, DISCOVERY, { token = "good" })))
+            assert.are.equal(200, (call(a, DISCOVERY, { token = "good" })))
+            assert.are.equal(1, #tokenreviews(kube))
+            assert.are.equal(1, #sars(kube))
+            helpers.sleep(1.3)          -- past the 1 s flags, well within the 10 s defaults
+            assert.are.equal(200, (call(a, DISCOVERY, { token = "good" })))
+            assert.are.equal(2, #tokenreviews(kube))
+            assert.are.equal(2, #sars(kube))
+        end)
+
+        it("--authorization-always-allow-paths replaces the default list", function()
+            local a = start { "--authorization-always-allow-paths=/metrics,/open/*" }
+            kube:control("POST", "/_fake/auth", { sar = { default = "deny" } })
+            local st, body = call(a, "/metrics")
+            assert.are.equal(200, st)
+            assert.matches("# TYPE ", body, 1, true)
+            -- /open/* is a prefix: allowed without a review, then not found
+            assert.are.equal(404, (call(a, "/open/anything")))
+            assert.are.equal(0, #sars(kube))
+            -- /healthz is no longer in the list; /openx does not match /open/*
+            local st2, body2 = call(a, "/healthz")
+            assert.are.equal(403, st2)
+            assert.are.equal('forbidden: User "system:anonymous" cannot get path "/healthz"',
+                cjson.decode(body2).message)
+            assert.are.equal(403, (call(a, "/openx")))
+            local paths = {}
+            for _, r in ipairs(sars(kube)) do
+                paths[#paths + 1] = cjson.decode(r.body).spec.nonResourceAttributes.path
+            end
+            assert.are.same({ "/healthz", "/openx" }, paths)
         end)
     end)
 
@@ -500,6 +581,7 @@ describe("delegated auth start-up", function()
     end)
 
     teardown(function()
+        tls.cleanup()
         if prom then prom:stop() end
         if kube then kube:stop() end
         helpers.cleanup()
@@ -575,5 +657,100 @@ describe("delegated auth start-up", function()
         assert.matches("--requestheader-group-headers is set without specifying the standard "
             .. "X-Remote-Group header - API aggregation will not work", stderr, 1, true)
         assert.is_nil(stderr:find("--requestheader-extra-headers-prefix is set", 1, true))
+    end)
+
+    -- The ConfigMap is absent from here on (the tests above delete it).
+    local function configmap_requests()
+        local out = {}
+        for _, r in ipairs(kube:requests()) do
+            if r.path:find("/configmaps", 1, true) then out[#out + 1] = r end
+        end
+        return out
+    end
+
+    it("uses --client-ca-file with --authentication-skip-lookup (CN user, O groups)", function()
+        local d = helpers.tmpdir("clientca")
+        local ca = make_ca(d, "flag-client-ca")
+        local other = make_ca(d, "unrelated-ca")
+        local bob = make_client(d, "bob", "/O=team-a/O=team-b/CN=bob", ca)
+        local eve = make_client(d, "eve", "/O=system:masters/CN=eve", other)
+        local a = helpers.start_adapter { config = CONFIG, prometheus = prom, kube = kube,
+            args = { "--client-ca-file=" .. ca.crt, "--authentication-skip-lookup" } }
+        kube:clear_requests()
+        local st = call(a, DISCOVERY, { cert = bob })
+        local r = sars(kube)
+        local st2, body2 = call(a, DISCOVERY, { cert = eve })
+        local n = #sars(kube)
+        a:stop()
+        assert.are.equal(200, st)
+        assert.are.equal(1, #r)
+        local spec = cjson.decode(r[1].body).spec
+        assert.are.equal("bob", spec.user)
+        assert.are.same({ "team-a", "team-b", "system:authenticated" }, spec.groups)
+        -- a certificate from another CA is an authentication error, not anonymous
+        assert.are.equal(401, st2)
+        assert.are.equal(UNAUTHORIZED, body2)
+        assert.are.equal(1, n)
+        assert.are.equal(0, #configmap_requests())
+    end)
+
+    it("makes no ConfigMap request with --authentication-skip-lookup, even when lookup "
+        .. "failures are not tolerated", function()
+        -- the ConfigMap is really missing: without skip-lookup this start fails
+        -- ("fails when the ConfigMap is missing" above)
+        local code = helpers.http("GET", kube:url("/api/v1/namespaces/kube-system/configmaps/" .. CM))
+        assert.are.equal(404, code)
+        kube:clear_requests()
+        -- helpers.start_adapter passes =true; the later flag wins
+        local a = helpers.start_adapter { config = CONFIG, prometheus = prom, kube = kube,
+            args = { "--authentication-skip-lookup",
+                "--authentication-tolerate-lookup-failure=false" } }
+        local st = call(a, DISCOVERY)
+        a:stop()
+        assert.are.equal(200, st)
+        assert.are.equal(0, #configmap_requests())
+    end)
+
+    it("fails without a delegated authorization kubeconfig outside a cluster", function()
+        local rc, err = run { "--authorization-kubeconfig=", "--authentication-skip-lookup" }
+        assert.are_not.equal(0, rc)
+        assert.matches("failed to get delegated authorization kubeconfig: ", err, 1, true)
+        assert.is_nil(err:find("delegated authentication kubeconfig", 1, true))
+    end)
+
+    it("uses the in-cluster service account for both delegated clients", function()
+        -- nginx terminates TLS in front of the fake (a kube-apiserver
+        -- serves HTTPS only) and marks what it forwarded (X-Client-Verify)
+        local d = helpers.tmpdir("incluster")
+        local pki = tls.pki(d)
+        local front = tls.start_nginx { upstream = kube, pki = pki }
+        local sa = helpers.tmpdir("sa")
+        helpers.write_file(sa .. "/token", "sa-token-1\n")
+        helpers.write_file(sa .. "/ca.crt", helpers.read_file(pki.ca))
+        helpers.write_file(sa .. "/namespace", "monitoring")
+        kube:clear_requests()
+        local ok, a = pcall(helpers.start_adapter, { config = CONFIG, prometheus = prom, kube = kube,
+            args = { "--authentication-kubeconfig=", "--authorization-kubeconfig=" },
+            env = { KUBERNETES_SERVICE_HOST = "127.0.0.1",
+                KUBERNETES_SERVICE_PORT = tostring(front.port),
+                PROMLUA_SERVICEACCOUNT_DIR = sa } })
+        if not ok then front:stop() error(a, 0) end
+        local st = call(a, DISCOVERY, { token = "user-token" })
+        a:stop()
+        front:stop()
+        assert.are.equal(200, st)
+        -- the tolerated ConfigMap lookup, the TokenReview and the review
+        -- all came through the TLS front with the service-account token
+        local cms = configmap_requests()
+        assert.are.equal(1, #cms)
+        local tr, r = tokenreviews(kube), sars(kube)
+        assert.are.equal(1, #tr)
+        assert.are.equal(1, #r)
+        for _, x in ipairs({ cms[1], tr[1], r[1] }) do
+            assert.are.equal("Bearer sa-token-1", x.headers["authorization"], x.path)
+            assert.are.equal("NONE", x.headers["x-client-verify"], x.path)
+        end
+        assert.are.equal("user-token", cjson.decode(tr[1].body).spec.token)
+        assert.are.equal("fake:user-token", cjson.decode(r[1].body).spec.user)
     end)
 end)
