@@ -313,40 +313,61 @@ relevant(const struct reload *r, const char *name)
     return false;
 }
 
+static long long
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void *
 watch_thread(void *arg)
 {
     struct reload *r = arg;
     long debounce = r->o.debounce_ms > 0 ? r->o.debounce_ms : 500;
     bool pending = false;
+    long long due = 0;              /* reload time while pending */
     char evbuf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
     for (;;) {
+        int timeout = -1;
+        if (pending) {
+            long long left = due - mono_ms();
+            if (left <= 0) {
+                /* Quiet for the debounce time: editors and kubelet write
+                 * in several steps; reload once, when they are done. */
+                pending = false;
+                char err[8192];
+                pthread_mutex_lock(&r->mu);
+                reload_locked(r, false, err, sizeof err);
+                pthread_mutex_unlock(&r->mu);
+                continue;
+            }
+            timeout = (int)left;
+        }
         struct pollfd p[2] = {
             { .fd = r->ifd, .events = POLLIN },
             { .fd = r->stop_pipe[0], .events = POLLIN },
         };
-        int n = poll(p, 2, pending ? (int)debounce : -1);
+        int n = poll(p, 2, timeout);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 || (p[1].revents & (POLLIN | POLLHUP)))
             break;
-        if (n == 0) {
-            /* Quiet for the debounce time: editors and kubelet write in
-             * several steps; reload once, when they are done. */
-            pending = false;
-            char err[8192];
-            pthread_mutex_lock(&r->mu);
-            reload_locked(r, false, err, sizeof err);
-            pthread_mutex_unlock(&r->mu);
-            continue;
-        }
+        if (n == 0)
+            continue;               /* the debounce time is up (above) */
         ssize_t len = read(r->ifd, evbuf, sizeof evbuf);
         if (len <= 0)
             continue;
+        /* Only events about our files restart the debounce time: other
+         * files changing in the same directory (often, say) must not put
+         * the reload off forever. */
         for (char *q = evbuf; q < evbuf + len;) {
             struct inotify_event *ev = (struct inotify_event *)(void *)q;
-            if (relevant(r, ev->len ? ev->name : NULL))
+            if (relevant(r, ev->len ? ev->name : NULL)) {
                 pending = true;
+                due = mono_ms() + debounce;
+            }
             q += sizeof *ev + ev->len;
         }
     }
