@@ -64,11 +64,11 @@ function M.load(scripts, opts)
     for _, s in ipairs(scripts or {}) do
         local text, rerr = s.text, nil
         if text == nil then text, rerr = read(s.path) end
-        local exports, err
+        local exports, err, rline
         if not text then
             err = string.format("cannot read --lua-script %s: %s", s.path, tostring(rerr))
         else
-            exports, err = sandbox.load(s.path, text, self.timeout_ms)
+            exports, err, rline = sandbox.load(s.path, text, self.timeout_ms)
         end
         if not exports then
             local line, msg = split_pos(tostring(err), s.path)
@@ -82,10 +82,10 @@ function M.load(scripts, opts)
             for _, name in ipairs(names) do
                 local fn = exports[name]
                 if type(name) ~= "string" then
-                    errs[#errs + 1] = { file = s.path, msg = string.format(
+                    errs[#errs + 1] = { file = s.path, line = rline, msg = string.format(
                         "exported key %s is not a string", tostring(name)) }
                 elseif type(fn) ~= "function" then
-                    errs[#errs + 1] = { file = s.path, msg = string.format(
+                    errs[#errs + 1] = { file = s.path, line = rline, msg = string.format(
                         "export %q is a %s, not a function", name, type(fn)) }
                 else
                     local prev = self.exports[name]
@@ -177,75 +177,108 @@ end
 
 -- --------------------------------------------------------------- checks
 
+-- Each check(a, b) gets a hook's first two results and returns true, a', b'
+-- (plain copies the engine may read) or false, why.  They run inside the
+-- hook's time guard (Set:invoke): a returned table may carry metamethods
+-- (a looping __index on a sample or a resource), and no script code may
+-- run once the guard has ended.
+
 local function check_bool(v)
-    if type(v) ~= "boolean" then return "must return a boolean, got " .. type(v) end
+    if type(v) ~= "boolean" then return false, "must return a boolean, got " .. type(v) end
+    return true, v
 end
 
 local function check_name(v)
     if v ~= nil and type(v) ~= "string" then
-        return "must return a string or nil, got " .. type(v)
+        return false, "must return a string or nil, got " .. type(v)
     end
+    return true, v
 end
 
 local function check_grs(v, ns)
-    if type(v) ~= "table" then return "must return a list of {group=, resource=}, got " .. type(v) end
+    if type(v) ~= "table" then
+        return false, "must return a list of {group=, resource=}, got " .. type(v)
+    end
+    local out = {}
     for i, gr in ipairs(v) do
-        if type(gr) ~= "table" or type(gr.resource) ~= "string"
-            or (gr.group ~= nil and type(gr.group) ~= "string") then
-            return string.format("item %d is not a {group=<string>, resource=<string>} table", i)
+        local group, resource
+        if type(gr) == "table" then group, resource = gr.group, gr.resource end
+        if type(resource) ~= "string" or (group ~= nil and type(group) ~= "string") then
+            return false, string.format("item %d is not a {group=<string>, resource=<string>} "
+                .. "table", i)
         end
+        out[i] = { group = group or "", resource = resource }
     end
     if ns ~= nil and type(ns) ~= "boolean" then
-        return "second result (namespaced) must be a boolean or nil, got " .. type(ns)
+        return false, "second result (namespaced) must be a boolean or nil, got " .. type(ns)
     end
+    return true, out, ns
 end
 
 local function check_query(v, msg)
     -- (nil, message) is a deliberate failure with that message (as the
     -- built-in step fails), not a wrong type
-    if v == nil and type(msg) == "string" then return nil end
+    if v == nil and type(msg) == "string" then return true, nil, msg end
     if type(v) ~= "string" or v == "" then
-        return "must return a non-empty PromQL string, got "
+        return false, "must return a non-empty PromQL string, got "
             .. (type(v) == "string" and "\"\"" or type(v))
     end
+    return true, v
 end
 
+-- A sample's labels stay nil when the hook left them out: such a sample
+-- is served as a scalar answer is (metricLabels: null).
 local function check_samples(v, msg)
-    if v == nil and type(msg) == "string" then return msg end
-    if type(v) ~= "table" then return "must return a list of samples, got " .. type(v) end
+    if v == nil and type(msg) == "string" then return false, msg end
+    if type(v) ~= "table" then return false, "must return a list of samples, got " .. type(v) end
+    local out = {}
     for i, s in ipairs(v) do
-        if type(s) ~= "table" then return string.format("sample %d is a %s", i, type(s)) end
-        if type(s.value) ~= "number" then
-            return string.format("sample %d: value must be a number, got %s", i, type(s.value))
+        if type(s) ~= "table" then return false, string.format("sample %d is a %s", i, type(s)) end
+        local value, labels, ts = s.value, s.labels, s.timestamp
+        if type(value) ~= "number" then
+            return false, string.format("sample %d: value must be a number, got %s", i,
+                type(value))
         end
-        if s.labels ~= nil then
-            if type(s.labels) ~= "table" then
-                return string.format("sample %d: labels must be a table", i)
+        local lcopy = nil
+        if labels ~= nil then
+            if type(labels) ~= "table" then
+                return false, string.format("sample %d: labels must be a table", i)
             end
-            for k, lv in pairs(s.labels) do
+            lcopy = {}
+            for k, lv in pairs(labels) do
                 if type(k) ~= "string" or type(lv) ~= "string" then
-                    return string.format("sample %d: labels must map strings to strings", i)
+                    return false, string.format("sample %d: labels must map strings to strings", i)
                 end
+                lcopy[k] = lv
             end
         end
-        if s.timestamp ~= nil and type(s.timestamp) ~= "number" then
-            return string.format("sample %d: timestamp must be a number (seconds)", i)
+        if ts ~= nil and type(ts) ~= "number" then
+            return false, string.format("sample %d: timestamp must be a number (seconds)", i)
         end
+        out[i] = { labels = lcopy, value = value, timestamp = ts }
     end
+    return true, out
 end
 
--- Calls entry.fn(...) under the time guard; returns true, results... or
--- false, "hook <step> (<script>: <name>) failed: <why>".
+-- What the guard runs: the hook, then the check of its results.
+local function run_checked(fn, check, ...)
+    return check(fn(...))
+end
+
+-- Calls entry.fn(...) and check(results) under the time guard.  Returns
+-- true, checked results... or false, "hook <step> (<script>: <name>)
+-- failed: <why>", label, why (why: the raised error or the check's
+-- reason, a string; a hook's own (nil, message) gives that message).
 function Set:invoke(step, entry, check, ...)
-    local res = { sandbox.guard(self.timeout_ms, entry.fn, ...) }
+    local ok, good, a, b = sandbox.guard(self.timeout_ms, run_checked, entry.fn, check, ...)
     local label = string.format("hook %s (%s: %s)", step, entry.script, entry.name)
     self.names[label] = entry.name
-    if not res[1] then
-        return false, string.format("%s failed: %s", label, tostring(res[2])), label
+    if not ok then
+        -- good: the error, a string (sandbox.guard makes it one in time)
+        return false, string.format("%s failed: %s", label, good), label, good
     end
-    local why = check(res[2], res[3])
-    if why then return false, string.format("%s failed: %s", label, why), label end
-    return true, res[2], res[3]
+    if not good then return false, string.format("%s failed: %s", label, a), label, a end
+    return true, a, b
 end
 
 -- ------------------------------------------------------------ the steps
@@ -301,9 +334,7 @@ function Set:steps_for(rule, view, builtin, rname)
             local ok, v, ns = set:invoke("resources_for_series", e, check_grs, view,
                 series_view(series), default)
             if not ok then set:fail(ns, rname .. ": " .. v); return {} end
-            local out = {}
-            for i, gr in ipairs(v) do out[i] = { group = gr.group or "", resource = gr.resource } end
-            return out, ns
+            return v, ns
         end
     end
 
