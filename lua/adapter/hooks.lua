@@ -177,108 +177,75 @@ end
 
 -- --------------------------------------------------------------- checks
 
--- Each check(a, b) gets a hook's first two results and returns true, a', b'
--- (plain copies the engine may read) or false, why.  They run inside the
--- hook's time guard (Set:invoke): a returned table may carry metamethods
--- (a looping __index on a sample or a resource), and no script code may
--- run once the guard has ended.
-
 local function check_bool(v)
-    if type(v) ~= "boolean" then return false, "must return a boolean, got " .. type(v) end
-    return true, v
+    if type(v) ~= "boolean" then return "must return a boolean, got " .. type(v) end
 end
 
 local function check_name(v)
     if v ~= nil and type(v) ~= "string" then
-        return false, "must return a string or nil, got " .. type(v)
+        return "must return a string or nil, got " .. type(v)
     end
-    return true, v
 end
 
 local function check_grs(v, ns)
-    if type(v) ~= "table" then
-        return false, "must return a list of {group=, resource=}, got " .. type(v)
-    end
-    local out = {}
+    if type(v) ~= "table" then return "must return a list of {group=, resource=}, got " .. type(v) end
     for i, gr in ipairs(v) do
-        local group, resource
-        if type(gr) == "table" then group, resource = gr.group, gr.resource end
-        if type(resource) ~= "string" or (group ~= nil and type(group) ~= "string") then
-            return false, string.format("item %d is not a {group=<string>, resource=<string>} "
-                .. "table", i)
+        if type(gr) ~= "table" or type(gr.resource) ~= "string"
+            or (gr.group ~= nil and type(gr.group) ~= "string") then
+            return string.format("item %d is not a {group=<string>, resource=<string>} table", i)
         end
-        out[i] = { group = group or "", resource = resource }
     end
     if ns ~= nil and type(ns) ~= "boolean" then
-        return false, "second result (namespaced) must be a boolean or nil, got " .. type(ns)
+        return "second result (namespaced) must be a boolean or nil, got " .. type(ns)
     end
-    return true, out, ns
 end
 
 local function check_query(v, msg)
     -- (nil, message) is a deliberate failure with that message (as the
     -- built-in step fails), not a wrong type
-    if v == nil and type(msg) == "string" then return true, nil, msg end
+    if v == nil and type(msg) == "string" then return nil end
     if type(v) ~= "string" or v == "" then
-        return false, "must return a non-empty PromQL string, got "
+        return "must return a non-empty PromQL string, got "
             .. (type(v) == "string" and "\"\"" or type(v))
     end
-    return true, v
 end
 
--- A sample's labels stay nil when the hook left them out: such a sample
--- is served as a scalar answer is (metricLabels: null).
 local function check_samples(v, msg)
-    if v == nil and type(msg) == "string" then return false, msg end
-    if type(v) ~= "table" then return false, "must return a list of samples, got " .. type(v) end
-    local out = {}
+    if v == nil and type(msg) == "string" then return msg end
+    if type(v) ~= "table" then return "must return a list of samples, got " .. type(v) end
     for i, s in ipairs(v) do
-        if type(s) ~= "table" then return false, string.format("sample %d is a %s", i, type(s)) end
-        local value, labels, ts = s.value, s.labels, s.timestamp
-        if type(value) ~= "number" then
-            return false, string.format("sample %d: value must be a number, got %s", i,
-                type(value))
+        if type(s) ~= "table" then return string.format("sample %d is a %s", i, type(s)) end
+        if type(s.value) ~= "number" then
+            return string.format("sample %d: value must be a number, got %s", i, type(s.value))
         end
-        local lcopy = nil
-        if labels ~= nil then
-            if type(labels) ~= "table" then
-                return false, string.format("sample %d: labels must be a table", i)
+        if s.labels ~= nil then
+            if type(s.labels) ~= "table" then
+                return string.format("sample %d: labels must be a table", i)
             end
-            lcopy = {}
-            for k, lv in pairs(labels) do
+            for k, lv in pairs(s.labels) do
                 if type(k) ~= "string" or type(lv) ~= "string" then
-                    return false, string.format("sample %d: labels must map strings to strings", i)
+                    return string.format("sample %d: labels must map strings to strings", i)
                 end
-                lcopy[k] = lv
             end
         end
-        if ts ~= nil and type(ts) ~= "number" then
-            return false, string.format("sample %d: timestamp must be a number (seconds)", i)
+        if s.timestamp ~= nil and type(s.timestamp) ~= "number" then
+            return string.format("sample %d: timestamp must be a number (seconds)", i)
         end
-        out[i] = { labels = lcopy, value = value, timestamp = ts }
     end
-    return true, out
 end
 
--- What the guard runs: the hook, then the check of its results.
-local function run_checked(fn, check, ...)
-    return check(fn(...))
-end
-
--- Calls entry.fn(...) and check(results) under the time guard.  Returns
--- true, checked results... or false, "hook <step> (<script>: <name>)
--- failed: <why>", label, why (why: the raised error or the check's
--- reason, a string; a hook's own (nil, message) gives that message).
+-- Calls entry.fn(...) under the time guard; returns true, results... or
+-- false, "hook <step> (<script>: <name>) failed: <why>".
 function Set:invoke(step, entry, check, ...)
-    local ok, good, a, b = sandbox.guard(self.timeout_ms, run_checked, entry.fn, check, ...)
+    local res = { sandbox.guard(self.timeout_ms, entry.fn, ...) }
     local label = string.format("hook %s (%s: %s)", step, entry.script, entry.name)
     self.names[label] = entry.name
-    if not ok then
-        -- good: the error, a string (sandbox.guard makes it one in time)
-        return false, string.format("%s failed: %s", label, good), label, good
+    if not res[1] then
+        return false, string.format("%s failed: %s", label, tostring(res[2])), label
     end
-    if not good then return false, string.format("%s failed: %s", label, a), label, a end
-    return true, a, b
+    local why = check(res[2], res[3])
+    if why then return false, string.format("%s failed: %s", label, why), label end
+    return true, res[2], res[3]
 end
 
 -- ------------------------------------------------------------ the steps
@@ -334,7 +301,9 @@ function Set:steps_for(rule, view, builtin, rname)
             local ok, v, ns = set:invoke("resources_for_series", e, check_grs, view,
                 series_view(series), default)
             if not ok then set:fail(ns, rname .. ": " .. v); return {} end
-            return v, ns
+            local out = {}
+            for i, gr in ipairs(v) do out[i] = { group = gr.group or "", resource = gr.resource } end
+            return out, ns
         end
     end
 
