@@ -3,7 +3,9 @@
  * live in one immutable refcounted snapshot; a request takes a reference
  * under the mutex, the ConfigMap watch thread builds a new snapshot and
  * swaps it in. TokenReview answers are kept in a small direct-mapped cache
- * keyed by SHA-256(token), never the token itself. */
+ * keyed by SHA-256(token), never the token itself. TokenReview and
+ * ConfigMap calls are recorded in the Kubernetes call metrics (metrics.h,
+ * through kube_do_measured). */
 #include "auth.h"
 
 #include <errno.h>
@@ -23,6 +25,7 @@
 #include "jsonw.h"
 #include "kube.h"
 #include "log.h"
+#include "metrics.h"
 
 #define CM_NAMESPACE "kube-system"
 #define CM_NAME "extension-apiserver-authentication"
@@ -480,7 +483,8 @@ cm_list_once(struct authn *a, struct http_client *hc, char *err,
     yajl_val doc = NULL;
     char *rv = NULL;
 
-    if (kube_do(a->kc, hc, CM_LIST_PATH, &req, &resp, err, errlen) != 0)
+    if (kube_do_measured(a->kc, hc, "configmap", CM_LIST_PATH, &req, &resp,
+                         err, errlen) != 0)
         goto done;
     if (resp.status != 200) {
         snprintf(err, errlen, "listing configmaps in %s: HTTP %ld",
@@ -667,11 +671,17 @@ watch_main(void *p)
             .cancelled = watch_cancelled,
         };
         struct http_resp resp;
+        /* counted as the object caches' watches are (kcache.c): one per
+         * WATCH when it starts, an error when it failed or was refused;
+         * not timed, a watch lasts as long as the server keeps it open */
+        metrics_add(METRICS_KUBE_WATCHES, NULL, NULL, 1);
         int rc = kube_do(a->kc, hc, path.data, &req, &resp, err, sizeof err);
         buf_free(&path);
         buf_free(&resp.body);
         if (atomic_load(&a->stop))
             break;
+        if (rc != 0 || resp.status != 200)
+            metrics_add(METRICS_KUBE_ERRORS, "watch", NULL, 1);
         if (rc == 0 && resp.status == 200 && !w.relist) {
             /* A clean end of the watch: continue from the last event. */
             char *n = strdup(w.rv);
@@ -1160,7 +1170,8 @@ tokenreview_once(struct authn *a, struct http_client *hc, const char *token,
         .method = "POST", .headers = headers, .body = body.data,
         .body_len = body.len, .timeout_ms = timeout_ms, .max_body = MAX_DOC,
     };
-    if (kube_do(a->kc, hc, TOKENREVIEW_PATH, &req, &resp, err, errlen) != 0) {
+    if (kube_do_measured(a->kc, hc, "tokenreview", TOKENREVIEW_PATH, &req,
+                         &resp, err, errlen) != 0) {
         *retry = true;
         goto done;
     }

@@ -626,16 +626,18 @@ engine_strv_free(char **v, size_t n)
     free(v);
 }
 
-int
-engine_series_queries(struct engine *e, const char *kind, char ***out,
-                      size_t *n, char *err, size_t errlen)
+/* Calls eng:<method>(kind), which returns a list of strings, and copies
+ * it into *out (malloc'd, strings too). */
+static int
+strv_method(struct engine *e, const char *method, const char *kind,
+            char ***out, size_t *n, char *err, size_t errlen)
 {
     *out = NULL;
     *n = 0;
     if (ready(e, err, errlen) != 0)
         return -1;
     lua_State *L = e->L;
-    push_method(e, "series_queries");
+    push_method(e, method);
     lua_pushstring(L, kind);
     if (lx_pcall(L, 2, 1, err, errlen) != 0)
         return -1;
@@ -660,6 +662,20 @@ oom:
     lua_settop(L, 0);
     snprintf(err, errlen, "out of memory");
     return -1;
+}
+
+int
+engine_series_queries(struct engine *e, const char *kind, char ***out,
+                      size_t *n, char *err, size_t errlen)
+{
+    return strv_method(e, "series_queries", kind, out, n, err, errlen);
+}
+
+int
+engine_rule_queries(struct engine *e, const char *kind, char ***out,
+                    size_t *n, char *err, size_t errlen)
+{
+    return strv_method(e, "rule_queries", kind, out, n, err, errlen);
 }
 
 int

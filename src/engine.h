@@ -69,6 +69,11 @@ int engine_rule_count(struct engine *e, const char *kind);
  * too); free with engine_strv_free. */
 int engine_series_queries(struct engine *e, const char *kind, char ***out,
                           size_t *n, char *err, size_t errlen);
+/* Every rule's seriesQuery of one kind, in rule order (index k is rule
+ * k + 1, duplicates kept), to map per-query results back to rules (the
+ * per-rule relist metrics). Same ownership as engine_series_queries. */
+int engine_rule_queries(struct engine *e, const char *kind, char ***out,
+                        size_t *n, char *err, size_t errlen);
 void engine_strv_free(char **v, size_t n);
 
 /* Hands the RESTMapper data to the engine. Fails (err) when a rule's

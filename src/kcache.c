@@ -718,9 +718,10 @@ do_watch(struct kcache *c, struct http_client *hc, char *err, size_t errlen)
     req.ctx = &w;
     req.cancelled = watch_cancelled;
     atomic_fetch_add(&c->set->requests, 1);
+    /* counted when it starts: a watch may stay open for minutes */
+    metrics_add(METRICS_KUBE_WATCHES, NULL, NULL, 1);
     int r = kube_do(c->set->kc, hc, path.data, &req, &resp, err, errlen);
     if (r < 0 && !stopping(c)) metrics_add(METRICS_KUBE_ERRORS, "watch", NULL, 1);
-    metrics_add(METRICS_KUBE_WATCHES, NULL, NULL, 1);
     buf_free(&resp.body);
     if (w.relist) {
         seterr(err, errlen, "%s", w.err);

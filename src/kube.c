@@ -1,11 +1,13 @@
 /* kube.c: Kubernetes client configuration, requests and discovery (see
  * kube.h). Uses http_client.h, libyaml (document API, kubeconfig only),
- * yajl's tree parser (discovery documents are small), OpenSSL EVP base64.
+ * yajl's tree parser (discovery documents are small), OpenSSL EVP base64,
+ * metrics.h (kube_do_measured records latency and errors by verb).
  * Thread affinity: a kube_client is shared; its mutable parts (the token
  * cache, the fallback http_client, the counter) are under its mutex.
  * Never logs tokens, passwords or key material. */
 #include "kube.h"
 #include "log.h"
+#include "metrics.h"
 #include "utf8.h"
 #include <ctype.h>
 #include <errno.h>
@@ -622,6 +624,19 @@ done:
     req->bearer_token = NULL;
     free(token);
     buf_free(&url);
+    return rc;
+}
+
+int
+kube_do_measured(struct kube_client *kc, struct http_client *hc,
+                 const char *verb, const char *path, struct http_req *req,
+                 struct http_resp *resp, char *err, size_t errlen)
+{
+    double t0 = metrics_now();
+    int rc = kube_do(kc, hc, path, req, resp, err, errlen);
+    metrics_observe(METRICS_KUBE_DURATION, verb, NULL, metrics_now() - t0);
+    if (rc != 0 || resp->status < 200 || resp->status > 299)
+        metrics_add(METRICS_KUBE_ERRORS, verb, NULL, 1);
     return rc;
 }
 

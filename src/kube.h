@@ -82,6 +82,14 @@ long kube_client_timeout_ms(const struct kube_client *kc);
 int kube_do(struct kube_client *kc, struct http_client *hc, const char *path,
             struct http_req *req, struct http_resp *resp,
             char *err, size_t errlen);
+/* kube_do, also recording the call in the adapter's metrics (metrics.h):
+ * its latency in kubernetes_request_duration_seconds{verb} and, when it
+ * fails in transport or answers a status other than 2xx,
+ * kubernetes_request_errors_total{verb}. verb is a fixed label
+ * ("tokenreview", "subjectaccessreview", "configmap"), never request data. */
+int kube_do_measured(struct kube_client *kc, struct http_client *hc,
+                     const char *verb, const char *path, struct http_req *req,
+                     struct http_resp *resp, char *err, size_t errlen);
 
 /* Requests made so far through this client (every kube_do call). */
 unsigned long kube_request_count(const struct kube_client *kc);

@@ -75,22 +75,28 @@ static struct family fams[METRICS_COUNT] = {
          "Latency of Prometheus API calls, by endpoint (series, query).",
          "endpoint", NULL, http_buckets),
     FAM("prometheus_request_errors_total",
-        "Failed Prometheus API calls, by endpoint.", COUNTER, "endpoint",
-        NULL),
+        "Failed Prometheus API calls (transport error or a status other than "
+        "2xx), by endpoint.", COUNTER, "endpoint", NULL),
     HIST("kubernetes_request_duration_seconds",
-         "Latency of Kubernetes API calls, by verb (discovery, list).",
-         "verb", NULL, http_buckets),
+         "Latency of Kubernetes API calls, by verb (discovery, list, "
+         "tokenreview, subjectaccessreview, configmap).", "verb", NULL,
+         http_buckets),
     FAM("kubernetes_request_errors_total",
-        "Failed Kubernetes API calls, by verb.", COUNTER, "verb", NULL),
+        "Failed Kubernetes API calls by verb (those of the latency "
+        "histogram, and watch): a transport error or a status other than "
+        "2xx (watch: a WATCH that failed in transport).", COUNTER, "verb",
+        NULL),
     FAM("kubernetes_watches_total",
-        "WATCH requests the object caches made (each ends, then is renewed).",
-        COUNTER, NULL, NULL),
+        "WATCH requests made by the object caches and the authentication "
+        "ConfigMap reader, counted as each starts (each ends, then is "
+        "renewed).", COUNTER, NULL, NULL),
     FAM("hook_failures_total",
         "Lua hook calls that raised an error or returned a wrong shape.",
         COUNTER, "hook", NULL),
     FAM("cache_lookups_total",
-        "Cache lookups by cache (query, registry, objects) and result (hit, "
-        "miss).", COUNTER, "cache", "result"),
+        "Cache lookups by cache (registry: the metric registry per request; "
+        "query: the --query-cache-ttl cache) and result (hit, miss).",
+        COUNTER, "cache", "result"),
     HIST("relist_duration_seconds",
          "Duration of one relist (series queries and discovery), by kind.",
          "kind", NULL, relist_buckets),
@@ -106,6 +112,10 @@ static struct family fams[METRICS_COUNT] = {
     FAM("rule_metrics",
         "Registry entries (metric x resource) a rule produced at the last "
         "relist.", GAUGE, "rule", NULL),
+    FAM("rule_last_relist_duration_seconds",
+        "Time the last relist spent fetching a rule's seriesQuery from "
+        "Prometheus, retries included (rules sharing a query share it).",
+        GAUGE, "rule", NULL),
 };
 
 static bool

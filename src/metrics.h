@@ -30,8 +30,11 @@ enum metrics_id {
     METRICS_HTTP_INFLIGHT,     /* gauge http_requests_inflight */
     METRICS_PROM_DURATION,     /* histogram prometheus_request_duration_seconds {endpoint} */
     METRICS_PROM_ERRORS,       /* counter prometheus_request_errors_total {endpoint} */
-    METRICS_KUBE_DURATION,     /* histogram kubernetes_request_duration_seconds {verb} */
-    METRICS_KUBE_ERRORS,       /* counter kubernetes_request_errors_total {verb} */
+    METRICS_KUBE_DURATION,     /* histogram kubernetes_request_duration_seconds {verb}
+                                * (discovery, list, tokenreview,
+                                * subjectaccessreview, configmap) */
+    METRICS_KUBE_ERRORS,       /* counter kubernetes_request_errors_total {verb}
+                                * (the same, plus watch) */
     METRICS_KUBE_WATCHES,      /* counter kubernetes_watches_total */
     METRICS_HOOK_FAILURES,     /* counter hook_failures_total {hook} */
     METRICS_CACHE_LOOKUPS,     /* counter cache_lookups_total {cache, result} */
@@ -40,6 +43,9 @@ enum metrics_id {
     METRICS_RULE_RELIST_OK,    /* gauge rule_last_relist_successful {rule} */
     METRICS_RULE_SERIES,       /* gauge rule_series {rule} */
     METRICS_RULE_METRICS,      /* gauge rule_metrics {rule} */
+    /* Appended after the first set so the ids above (which the FFI specs
+     * use as numbers) keep their values. */
+    METRICS_RULE_RELIST_DURATION, /* gauge rule_last_relist_duration_seconds {rule} */
     METRICS_COUNT
 };
 

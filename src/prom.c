@@ -947,7 +947,11 @@ pcall_finish(struct pcall *pc, const struct http_resp *resp, int transport_rc,
         goto done;
     rc = 0;
 done:
-    if (rc != 0)
+    /* An error for the metrics is every call that did not get a 2xx:
+     * transport failures, unknown statuses, and also 400/422/503, which
+     * status_ok() accepts only so that the caller reports the API error
+     * their body carries. */
+    if (rc != 0 || resp->status < 200 || resp->status > 299)
         metrics_add(METRICS_PROM_ERRORS, what, NULL, 1);
     free(pc->token);
     prom_wire_free(&pc->w);

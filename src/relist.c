@@ -1,5 +1,7 @@
 /* relist.c: the relist thread (see relist.h).
- * Uses engine.h, prom.h, kube.h, http_client.h, cache.h, log.h. */
+ * Uses engine.h, prom.h, kube.h, http_client.h, cache.h, log.h, and
+ * metrics.h (relist and per-rule gauges: outcome, series, metrics and
+ * the time each rule's seriesQuery took). */
 #include "relist.h"
 #include "engine.h"
 #include "http_client.h"
@@ -38,6 +40,11 @@ struct relist {
     uint64_t config_gen;            /* of the config the engine was built from */
     int *failed_custom, *failed_external; /* rules whose query failed at */
     size_t nfailed_custom, nfailed_external; /* the last relist (metrics) */
+    /* Seconds each rule's seriesQuery took at the last relist of its kind
+     * (index k-1 for rule k; rules sharing a query share its time), for
+     * rule_last_relist_duration_seconds. Relist thread only. */
+    double *dur_custom, *dur_external;
+    size_t ndur_custom, ndur_external;
     long long last_discovery_ms;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -203,6 +210,41 @@ series_retry(struct relist *r, const char *query, double start,
     }
 }
 
+/* Maps the time of each distinct query (qdur[i] for queries[i]) to the
+ * rules of the kind and keeps it in r for the per-rule gauge. On failure
+ * the kind has no per-rule times until the next relist. */
+static void
+keep_rule_durations(struct relist *r, const char *kind, char **queries,
+                    const double *qdur, size_t nq)
+{
+    char err[1024];
+    char **rq = NULL;
+    size_t nr = 0;
+    double *dur = NULL;
+    bool custom = strcmp(kind, "custom") == 0;
+
+    if (engine_rule_queries(r->o.engine, kind, &rq, &nr, err, sizeof err) != 0)
+        LOGE("%s relist: per-rule durations: %s", kind, err);
+    else
+        dur = calloc(nr + 1, sizeof *dur);
+    for (size_t k = 0; dur && k < nr; k++)
+        for (size_t i = 0; i < nq; i++)
+            if (strcmp(rq[k], queries[i]) == 0) {
+                dur[k] = qdur[i];
+                break;
+            }
+    engine_strv_free(rq, nr);
+    if (custom) {
+        free(r->dur_custom);
+        r->dur_custom = dur;
+        r->ndur_custom = dur ? nr : 0;
+    } else {
+        free(r->dur_external);
+        r->dur_external = dur;
+        r->ndur_external = dur ? nr : 0;
+    }
+}
+
 /* One kind's relist into snap. */
 static int
 relist_kind(struct relist *r, const char *kind, const struct cache_snap *prev,
@@ -219,13 +261,17 @@ relist_kind(struct relist *r, const char *kind, const struct cache_snap *prev,
     }
     struct prom_shapes **shapes = calloc(nq + 1, sizeof *shapes);
     char **errors = calloc(nq + 1, sizeof *errors);
+    double *qdur = calloc(nq + 1, sizeof *qdur);
     int *failed = NULL;
     size_t nfailed = 0;
-    if (!shapes || !errors)
+    if (!shapes || !errors || !qdur)
         goto done;
     for (size_t i = 0; i < nq; i++) {
-        if (series_retry(r, queries[i], start, &shapes[i], err,
-                         sizeof err) != 0) {
+        double t0 = metrics_now();
+        int src = series_retry(r, queries[i], start, &shapes[i], err,
+                               sizeof err);
+        qdur[i] = metrics_now() - t0;
+        if (src != 0) {
             LOGE("unable to fetch metrics for query \"%s\": %s", queries[i], err);
             shapes[i] = NULL;
             errors[i] = strdup(err);
@@ -234,6 +280,7 @@ relist_kind(struct relist *r, const char *kind, const struct cache_snap *prev,
                  shapes[i]->total_series, shapes[i]->n);
         }
     }
+    keep_rule_durations(r, kind, queries, qdur, nq);
     if (engine_discover(r->o.engine, kind, queries, shapes, errors, nq, snap,
                         &failed, &nfailed, err, sizeof err) != 0) {
         LOGE("%s discovery: %s", kind, err);
@@ -259,6 +306,7 @@ done:
         free(errors[i]);
     free(shapes);
     free(errors);
+    free(qdur);
     free(failed);
     engine_strv_free(queries, nq);
     return rc;
@@ -305,7 +353,8 @@ has_rule(const int *v, size_t n, int rule)
  * the config's key paths ("rules[0]"), as check-config prints them. */
 static void
 kind_metrics(const char *prefix, int nrules, struct rule_series *v, size_t n,
-             const int *failed, size_t nfailed)
+             const int *failed, size_t nfailed, const double *dur,
+             size_t ndur)
 {
     qsort(v, n, sizeof *v, cmp_rule_series);
     char label[64];
@@ -317,6 +366,8 @@ kind_metrics(const char *prefix, int nrules, struct rule_series *v, size_t n,
         metrics_set(METRICS_RULE_SERIES, label, NULL, 0);
         metrics_set(METRICS_RULE_RELIST_OK, label, NULL,
                     has_rule(failed, nfailed, k) ? 0 : 1);
+        if ((size_t)k <= ndur)
+            metrics_set(METRICS_RULE_RELIST_DURATION, label, NULL, dur[k - 1]);
     }
     for (size_t i = 0; i < n;) {
         size_t j = i, series = 0;
@@ -346,18 +397,19 @@ rule_metrics(struct relist *r)
         metrics_reset(METRICS_RULE_METRICS);
         metrics_reset(METRICS_RULE_SERIES);
         metrics_reset(METRICS_RULE_RELIST_OK);
+        metrics_reset(METRICS_RULE_RELIST_DURATION);
         for (size_t i = 0; i < cur->ncustom; i++)
             v[i] = (struct rule_series){ cur->custom[i].rule,
                                          cur->custom[i].series };
         kind_metrics("rules", engine_rule_count(r->o.engine, "custom"), v,
                      cur->ncustom, r->failed_custom,
-                     r->nfailed_custom);
+                     r->nfailed_custom, r->dur_custom, r->ndur_custom);
         for (size_t i = 0; i < cur->nexternal; i++)
             v[i] = (struct rule_series){ cur->external[i].rule,
                                          cur->external[i].series };
         kind_metrics("externalRules", engine_rule_count(r->o.engine, "external"),
                      v, cur->nexternal, r->failed_external,
-                     r->nfailed_external);
+                     r->nfailed_external, r->dur_external, r->ndur_external);
         free(v);
     }
     cache_snap_release(r->o.cache, cur);
@@ -555,6 +607,8 @@ relist_stop(struct relist *r)
     engine_free(r->o.engine);
     free(r->failed_custom);
     free(r->failed_external);
+    free(r->dur_custom);
+    free(r->dur_external);
     http_client_free(r->http);
     free_resources(r->res, r->nres);
     pthread_cond_destroy(&r->cv);

@@ -2,7 +2,8 @@
 -- contract").  One engine per lua_State, i.e. per thread.
 --
 -- Provides: engine.new(tree, opts) -> eng | nil, errs, warns
---           eng:has(kind), eng:series_queries(kind), eng:set_resources(list),
+--           eng:has(kind), eng:series_queries(kind), eng:rule_queries(kind),
+--           eng:set_resources(list),
 --           eng:discover(kind, results) -> entries, problems,
 --           eng:render_custom(req) -> query, selector_json | nil, msg, status
 --           eng:render_external(req) -> query | nil, msg, status
@@ -157,6 +158,14 @@ end
 -- Number of rules of a kind ("custom" | "external"), for per-rule metrics.
 function Engine:rule_count(kind)
     return #(self.cfg[KIND_LIST[kind] or ""] or {})
+end
+
+-- Each rule's seriesQuery in rule order, duplicates kept (per-rule relist
+-- metrics map the distinct queries' timings back to rules with it).
+function Engine:rule_queries(kind)
+    local out = {}
+    for i, r in ipairs(self.cfg[KIND_LIST[kind]] or {}) do out[i] = r.seriesQuery end
+    return out
 end
 
 function Engine:series_queries(kind)

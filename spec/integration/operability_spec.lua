@@ -1,13 +1,17 @@
 -- spec/integration/operability_spec.lua: issue 8 end to end with the real
 -- binary against the fakes: every /metrics family after traffic (secure
--- port and the plain --metrics-bind-address listener), config reload on
--- SIGHUP and on file change (a broken edit is refused while serving
--- continues), graceful shutdown (drain, exit 0; a second signal exits at
--- once), and log lines at each --v level in text and JSON, with no secret.
+-- port and the plain --metrics-bind-address listener; Prometheus and
+-- Kubernetes call errors by endpoint/verb), config reload on SIGHUP and on
+-- a change of the config or a hook script (a broken edit is refused while
+-- serving continues; quick writes are debounced into one reload), graceful
+-- shutdown (readyz fails, the secure port refuses, drain, exit 0; a second
+-- signal exits at once), and log lines at each --v level in text and JSON,
+-- with no secret.
 -- Uses: spec/helpers.lua, spec/fixtures/{prometheus,kube}/*.json.
 
 local helpers = require "helpers"
 local cjson = require "cjson"
+local socket = require "socket"
 
 local P1 = "sample-app-7cfb596f98-8h5mv"
 local BASE = "/apis/custom.metrics.k8s.io/v1beta2"
@@ -58,10 +62,13 @@ end
 
 -- Starts the adapter with delegated auth pointed at the fake kube (as
 -- start_adapter does; its SubjectAccessReview allows everything by
--- default), without the ConfigMap lookup.
+-- default), without the ConfigMap lookup unless opts.lookup (then the
+-- ConfigMap is listed once at start-up: the fake has none, which
+-- start_adapter's --authentication-tolerate-lookup-failure accepts).
 local function start(prom, kube, opts)
     opts.prometheus, opts.kube = prom, kube
-    local args = { "--authentication-skip-lookup" }
+    local args = { opts.lookup and "--authentication-skip-lookup=false"
+        or "--authentication-skip-lookup" }
     for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
     opts.args = args
     return helpers.start_adapter(opts)
@@ -111,7 +118,7 @@ local FAMILIES = {
     "kubernetes_request_duration_seconds", "kubernetes_request_errors_total",
     "kubernetes_watches_total", "hook_failures_total", "cache_lookups_total",
     "relist_duration_seconds", "relist_runs_total", "rule_last_relist_successful",
-    "rule_series", "rule_metrics",
+    "rule_series", "rule_metrics", "rule_last_relist_duration_seconds",
 }
 
 -- -- /metrics --------------------------------------------------------------------
@@ -121,18 +128,24 @@ describe("/metrics", function()
 
     setup(function()
         prom, kube = start_fakes()
+        -- 422 (an API error the client reads as an answer, not an unknown
+        -- status): still a failed call for prometheus_request_errors_total
         prom:control("POST", "/_fake/series", { match = 'broken_total{namespace!="",pod!=""}',
-            status = 500, body = '{"status":"error","errorType":"internal","error":"boom"}' })
+            status = 422, body = '{"status":"error","errorType":"execution","error":"boom"}' })
         mport = helpers.free_port()
         adapter = start(prom, kube, { config = config("${1}_per_second", BROKEN_RULE),
+            lookup = true,
             args = { "--metrics-bind-address=127.0.0.1:" .. mport,
-                "--authorization-webhook-cache-authorized-ttl=0s" } })
-        -- traffic: discovery, a metric (200), an unknown metric (404)
+                "--authorization-webhook-cache-authorized-ttl=0s",
+                "--authentication-token-webhook-cache-ttl=0s" } })
+        -- traffic: discovery, a metric (200), an unknown metric (404), one
+        -- request with a bearer token (a TokenReview)
         assert.are.equal(200, (adapter:get(BASE)))
         helpers.wait_until(function()
             return adapter:get(METRIC_PATH .. "http_requests_per_second") == 200
         end, helpers.scale(10))
         assert.are.equal(404, (adapter:get(METRIC_PATH .. "no_such_metric")))
+        assert.are.equal(200, (adapter:get(BASE, { Authorization = "Bearer spec-token" })))
     end)
 
     teardown(function()
@@ -174,9 +187,20 @@ describe("/metrics", function()
         assert.is_true(math.abs(ts - os.time()) < 600, "timestamp " .. tostring(ts))
         assert.is_true(s['promlua_adapter_prometheus_request_duration_seconds_count{endpoint="series"}'] >= 2)
         assert.is_true(s['promlua_adapter_prometheus_request_duration_seconds_count{endpoint="query"}'] >= 1)
-        assert.is_true(s['promlua_adapter_prometheus_request_errors_total{endpoint="series"}'] >= 1)
-        assert.is_true(s['promlua_adapter_kubernetes_request_duration_seconds_count{verb="discovery"}'] >= 1)
-        assert.is_true(s['promlua_adapter_kubernetes_request_duration_seconds_count{verb="list"}'] >= 1)
+        -- the 422 of rules[1]'s series query
+        assert.is_true((s['promlua_adapter_prometheus_request_errors_total{endpoint="series"}'] or 0) >= 1)
+        local function kube_count(verb)
+            return s['promlua_adapter_kubernetes_request_duration_seconds_count{verb="' .. verb .. '"}'] or 0
+        end
+        assert.is_true(kube_count("discovery") >= 1)
+        assert.is_true(kube_count("list") >= 1)
+        -- delegated auth's calls: every request asked (authorized TTL 0),
+        -- the bearer token was reviewed, the ConfigMap listed at start-up
+        assert.is_true(kube_count("subjectaccessreview") >= 4, tostring(kube_count("subjectaccessreview")))
+        assert.is_true(kube_count("tokenreview") >= 1)
+        assert.are.equal(1, kube_count("configmap"))
+        assert.is_true((s['promlua_adapter_kubernetes_watches_total'] or 0) >= 1)
+        assert.is_nil(s['promlua_adapter_kubernetes_request_errors_total{verb="subjectaccessreview"}'])
         assert.is_true(s['promlua_adapter_relist_duration_seconds_count{kind="custom"}'] >= 2)
         -- rules[0] maps namespace and pod: one series, two registry entries
         assert.are.equal(2, s['promlua_adapter_rule_metrics{rule="rules[0]"}'])
@@ -186,6 +210,11 @@ describe("/metrics", function()
         -- a rule that produced nothing is listed too, with zeros
         assert.are.equal(0, s['promlua_adapter_rule_metrics{rule="rules[1]"}'])
         assert.are.equal(0, s['promlua_adapter_rule_series{rule="rules[1]"}'])
+        -- the time of each rule's series call (rules[1]'s failed with
+        -- retries: at least the first 0.5 s back-off minus its jitter)
+        assert.is_true(s['promlua_adapter_rule_last_relist_duration_seconds{rule="rules[0]"}'] > 0)
+        assert.is_true(s['promlua_adapter_rule_last_relist_duration_seconds{rule="rules[0]"}'] < 60)
+        assert.is_true(s['promlua_adapter_rule_last_relist_duration_seconds{rule="rules[1]"}'] >= 0.4)
         assert.is_true(s['promlua_adapter_cache_lookups_total{cache="registry",result="hit"}'] >= 1)
         assert.is_true(s['promlua_adapter_cache_lookups_total{cache="registry",result="miss"}'] >= 1)
         local bi
@@ -193,6 +222,39 @@ describe("/metrics", function()
             if k:match("^promlua_adapter_build_info{version=\"[%d.]+\",luajit=\"LuaJIT 2%.1") then bi = v end
         end
         assert.are.equal(1, bi)
+    end)
+
+    it("counts a Prometheus query answered 503 as a failed call", function()
+        local function errors()
+            return scrape(adapter)['promlua_adapter_prometheus_request_errors_total{endpoint="query"}'] or 0
+        end
+        local before = errors()
+        -- the namespace-level query of the same metric (grouped by
+        -- namespace) gets 503 with an API error body
+        prom:control("POST", "/_fake/query", { pattern = "by %(kubernetes_namespace%)",
+            status = 503, body = '{"status":"error","errorType":"unavailable","error":"overloaded"}' })
+        prom:clear_requests()
+        local st, _, body = adapter:get(BASE .. "/namespaces/default/metrics/http_requests_per_second")
+        assert.are_not.equal(200, st, body)
+        local sent = 0
+        for _, r in ipairs(prom:requests("/api/v1/query")) do
+            local q = r.params and r.params.query
+            if type(q) == "string" and q:find("by (kubernetes_namespace)", 1, true) then sent = sent + 1 end
+        end
+        assert.is_true(sent >= 1, "the namespace query never reached Prometheus")
+        assert.are.equal(before + sent, errors())
+    end)
+
+    it("counts a failed Kubernetes call by verb (a SubjectAccessReview answered 500)", function()
+        local function errors()
+            return scrape(adapter)['promlua_adapter_kubernetes_request_errors_total{verb="subjectaccessreview"}'] or 0
+        end
+        local before = errors()
+        kube:control("POST", "/_fake/fail", { path = "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            status = 500, count = 1 })
+        adapter:get(BASE)
+        kube:control("DELETE", "/_fake/fail")
+        assert.are.equal(before + 1, errors())
     end)
 
     it("serves the same registry on the plain listener, without authentication", function()
@@ -311,6 +373,85 @@ describe("config reload", function()
     end)
 end)
 
+-- A hook script whose metric_name hook prefixes every name with tag.
+local function hook_script(tag)
+    return "return {\n  metric_name = function(rule, name, default)\n"
+        .. "    local n = default(rule, name)\n"
+        .. "    return n and (\"" .. tag .. "_\" .. n)\n  end,\n}\n"
+end
+
+describe("hook script reload", function()
+    local prom, kube
+
+    setup(function() prom, kube = start_fakes() end)
+    teardown(function()
+        if prom then prom:stop() end
+        if kube then kube:stop() end
+        helpers.cleanup()
+    end)
+
+    local function count(s, needle)
+        local n, i = 0, 1
+        while true do
+            local j = s:find(needle, i, true)
+            if not j then return n end
+            n, i = n + 1, j + #needle
+        end
+    end
+
+    -- The config sits in the adapter's own directory, where every
+    -- adapter:get writes its curl files: changes of unrelated files there
+    -- must not keep putting the debounced reload off.
+    it("reloads on a script change, refuses a broken script, debounces quick writes", function()
+        local dir = helpers.tmpdir("hookreload")
+        local hook = helpers.write_file(dir .. "/hook.lua", hook_script("v1"))
+        local a = start(prom, kube, { config = config("${1}_per_second"),
+            args = { "--lua-script=" .. hook } })
+        assert.is_truthy(helpers.wait_until(function()
+            return discovery_names(a)["pods/v1_http_requests_per_second"]
+        end, helpers.scale(10)), "the v1 hook never applied")
+
+        -- an edit of the script alone is a reload
+        helpers.write_file(hook, hook_script("v2"))
+        assert.is_truthy(helpers.wait_until(function()
+            local n = discovery_names(a)
+            return n["pods/v2_http_requests_per_second"] and not n["pods/v1_http_requests_per_second"]
+        end, helpers.scale(10)), "the script change was not picked up:\n" .. a:stderr())
+        local m = scrape(a)
+        assert.are.equal(1, m['promlua_adapter_config_reloads_total{outcome="success"}'])
+        assert.are.equal(1, count(a:stderr(), "config reloaded from"))
+
+        -- a broken script: refused with FILE:LINE, the previous one serves
+        helpers.write_file(hook, "return {\n  metric_name = function(rule, name, default)\n"
+            .. "    return \"v3_\" ..\n  end,\n}\n")
+        assert.is_truthy(helpers.wait_until(function()
+            return a:stderr():find("config reload refused", 1, true)
+        end, helpers.scale(10)))
+        assert.truthy(a:stderr():find(hook .. ":4: unexpected symbol near 'end'", 1, true), a:stderr())
+        m = scrape(a)
+        assert.are.equal(0, m['promlua_adapter_config_last_reload_successful'])
+        assert.are.equal(1, m['promlua_adapter_config_reloads_total{outcome="failure"}'])
+        assert.are.equal(200, (a:get(METRIC_PATH .. "v2_http_requests_per_second")))
+        assert.is_true(discovery_names(a)["pods/v2_http_requests_per_second"])
+
+        -- several writes in quick succession: one reload, of the last text
+        for _, tag in ipairs({ "v4", "v5", "v6", "v7" }) do
+            helpers.write_file(hook, hook_script(tag))
+        end
+        assert.is_truthy(helpers.wait_until(function()
+            return discovery_names(a)["pods/v7_http_requests_per_second"]
+        end, helpers.scale(10)), "the last write was not picked up:\n" .. a:stderr())
+        helpers.sleep(1.5)           -- three debounce periods: no late reload
+        m = scrape(a)
+        assert.are.equal(2, m['promlua_adapter_config_reloads_total{outcome="success"}'])
+        assert.are.equal(1, m['promlua_adapter_config_reloads_total{outcome="failure"}'])
+        assert.are.equal(2, count(a:stderr(), "config reloaded from"))
+        assert.are.equal(1, m['promlua_adapter_config_last_reload_successful'])
+        assert.are.equal(200, (a:get(METRIC_PATH .. "v7_http_requests_per_second")))
+        assert.are.equal(0, (a:stop()))
+    end)
+end)
+
 -- -- Shutdown --------------------------------------------------------------------
 
 -- Starts a request in the background; returns a function giving its HTTP
@@ -338,7 +479,9 @@ describe("graceful shutdown", function()
     end)
 
     it("drains an in-flight request, refuses new connections, then exits 0", function()
-        local a = start(prom, kube, { config = config("${1}_per_second") })
+        local mport = helpers.free_port()
+        local a = start(prom, kube, { config = config("${1}_per_second"),
+            args = { "--metrics-bind-address=127.0.0.1:" .. mport } })
         prom:control("POST", "/_fake/reset")
         prom:control("POST", "/_fake/query", { pattern = "http_requests_total", delay = 2,
             result = { resultType = "vector", result = {
@@ -350,8 +493,19 @@ describe("graceful shutdown", function()
         os.execute("kill -TERM " .. a.pid)
         helpers.sleep(0.3)
         assert.is_nil(a:exit_status(), "exited before the in-flight request finished")
-        local st = a:get("/readyz", nil, { max_time = 2 })
-        assert.are_not.equal(200, st)       -- failing or refused: never ready
+        -- the secure port no longer accepts: a new connection is refused
+        local c = socket.tcp()
+        c:settimeout(2)
+        local ok, cerr = c:connect("127.0.0.1", a.port)
+        c:close()
+        assert.is_nil(ok, "the secure port still accepts during the drain")
+        assert.are.equal("connection refused", cerr)
+        -- the plain listener answers until the drain ends: /readyz fails
+        -- with the shutdown check
+        local st, body = helpers.http("GET", "http://127.0.0.1:" .. mport .. "/readyz", nil, nil, 2)
+        assert.are.equal(500, st)
+        assert.are.equal("[+]ping ok\n[-]shutdown failed: reason withheld\nreadyz check failed\n", body)
+        assert.is_nil(a:exit_status(), "exited before the in-flight request finished")
         assert.is_truthy(helpers.wait_until(function() return a:exit_status() end,
             helpers.scale(10)))
         assert.are.equal(0, a:exit_status())
@@ -415,28 +569,33 @@ describe("logs", function()
         helpers.cleanup()
     end)
 
-    -- One marker line per --v level (0, 1, 2, 4, 6), each from the level
-    -- where PA logs the same thing.
+    -- One marker line per --v level (0, 1, 2, 4, 5, 6), each from the level
+    -- where PA logs the same thing (5: this adapter's query cache).
     local MARKERS = {
         { 0, "serving securely on " },
         { 1, 'FLAG: %-%-v="' },
         { 2, "discovered %d+ API resources" },
         { 4, 'series query "http_requests_total' },
+        { 5, "query answered from the cache: sum%(rate%(http_requests_total" },
         { 6, "GET http://127%.0%.0%.1:%d+/api/v1/series%?" },
     }
 
+    -- Runs the adapter at --v=v with the query cache on and asks for the
+    -- same metric twice (the second answer comes from the cache).
     local function run_at(v, extra)
-        local args = { "--v=" .. v }
+        local args = { "--v=" .. v, "--query-cache-ttl=5m" }
         for _, x in ipairs(extra or {}) do args[#args + 1] = x end
         local a = start(prom, kube, { config = config("${1}_per_second"), args = args })
         helpers.wait_until(function() return a:stderr():find("series query", 1, true)
             or v < 4 and a:stderr():find("relist", 1, true) end, 3)
         helpers.sleep(1.2)                 -- at least one full relist
+        assert.are.equal(200, (a:get(METRIC_PATH .. "http_requests_per_second")))
+        assert.are.equal(200, (a:get(METRIC_PATH .. "http_requests_per_second")))
         local _, err = a:stop()
         return err
     end
 
-    for _, v in ipairs({ 0, 2, 6 }) do
+    for _, v in ipairs({ 0, 2, 4, 5, 6 }) do
         it("--v=" .. v .. " prints exactly the lines of levels <= " .. v, function()
             local err = run_at(v)
             for _, m in ipairs(MARKERS) do
