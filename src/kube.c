@@ -1,6 +1,7 @@
 /* kube.c: Kubernetes client configuration, requests and discovery (see
  * kube.h). Uses http_client.h, libyaml (document API, kubeconfig only),
- * yajl's tree parser (discovery documents are small), OpenSSL EVP base64,
+ * yajl's tree parser (discovery documents are small), gotls.h (Go's
+ * base64 for the *-data fields, client-go's CA and key-pair checks),
  * metrics.h (kube_do_measured records latency and errors by verb).
  * Thread affinity: a kube_client is shared; its mutable parts (the token
  * cache, the fallback http_client, the counter) are under its mutex.
@@ -9,6 +10,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "utf8.h"
+#include "gotls.h"
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
@@ -19,7 +21,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <openssl/evp.h>
 /* src/yaml.h shares libyaml's header name and shadows it through -Isrc;
  * with this macro it include_next's the library header (see yaml.h). */
 #define ADAPTER_YAML_LIBYAML
@@ -130,49 +131,99 @@ named_entry(yaml_document_t *d, const yaml_node_t *root, const char *list,
     return NULL;
 }
 
-/* base64 (standard alphabet, newlines tolerated) to a NUL-terminated
- * string, with OpenSSL's streaming decoder, which handles the padding. */
+/* A *-data field decoded as client-go's JSON decoder does it (Go's
+ * base64.StdEncoding: '\r' and '\n' skipped, padding required) into a
+ * NUL-terminated string. A bad field fails the file's load, with Go's
+ * text: error loading config file "<path>": illegal base64 data at input
+ * byte <n>. */
 static char *
-b64_decode(const char *in, const char *what, char *err, size_t errlen)
+b64_decode(const char *in, const char *path, char *err, size_t errlen)
 {
-    size_t len = strlen(in);
-    unsigned char *out = malloc(len / 4 * 3 + 64);
-    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-    int n1 = 0, n2 = 0;
-    char *res = NULL;
+    size_t len = strlen(in), outlen = 0, bad = 0;
+    unsigned char *out = len > (size_t)1 << 30 ? NULL : malloc(len / 4 * 3 + 4);
 
-    if (!out || !ctx || len > (size_t)1 << 30) {
+    if (!out) {
         seterr(err, errlen, "out of memory");
-        goto done;
+        return NULL;
     }
-    EVP_DecodeInit(ctx);
-    if (EVP_DecodeUpdate(ctx, out, &n1, (const unsigned char *)in,
-                         (int)len) < 0
-        || EVP_DecodeFinal(ctx, out + n1, &n2) < 0) {
-        seterr(err, errlen, "illegal base64 data in %s", what);
-        goto done;
+    if (gotls_b64_decode(in, len, out, &outlen, &bad) != 0) {
+        seterr(err, errlen, "error loading config file \"%s\": illegal "
+               "base64 data at input byte %zu", path, bad);
+        free(out);
+        return NULL;
     }
-    out[n1 + n2] = '\0';
-    res = (char *)out;
-    out = NULL;
-done:
-    EVP_ENCODE_CTX_free(ctx);
-    free(out);
-    return res;
+    out[outlen] = '\0';
+    return (char *)out;
 }
 
-/* A path from the kubeconfig, resolved against its directory. */
+/* Go's os errors print the C library's text in lower case. */
+static void
+go_strerror(char *out, size_t outlen, int e)
+{
+    snprintf(out, outlen, "%s", strerror(e));
+    if (out[0] >= 'A' && out[0] <= 'Z')
+        out[0] = (char)(out[0] + ('a' - 'A'));
+}
+
+/* Go's filepath.Clean of an absolute path, in place: "//", "/./" and
+ * "/x/../" collapse, no trailing '/'. */
+static void
+clean_abs_path(char *p)
+{
+    size_t r = 0, w = 0, n = strlen(p);
+
+    while (r < n) {
+        if (p[r] == '/') {
+            r++;
+            continue;
+        }
+        size_t e = r;
+        while (e < n && p[e] != '/')
+            e++;
+        if (e - r == 1 && p[r] == '.') {
+            /* skip */
+        } else if (e - r == 2 && p[r] == '.' && p[r + 1] == '.') {
+            while (w > 0 && p[w - 1] != '/')
+                w--;
+            if (w > 0)
+                w--;
+        } else {
+            p[w++] = '/';
+            memmove(p + w, p + r, e - r);
+            w += e - r;
+        }
+        r = e;
+    }
+    if (w == 0)
+        p[w++] = '/';
+    p[w] = '\0';
+}
+
+/* A path from the kubeconfig: a relative one is joined to the kubeconfig's
+ * directory made absolute, and cleaned (client-go's ResolveLocalPaths:
+ * filepath.Join(filepath.Abs(dir), p)), so errors name the same path. */
 static char *
 resolve_path(const char *dir, const char *p)
 {
+    char cwd[4096] = "";
+    size_t n;
+    char *r;
+
     if (!p)
         return NULL;
     if (p[0] == '/' || !dir || !*dir)
         return strdup(p);
-    size_t n = strlen(dir) + strlen(p) + 2;
-    char *r = malloc(n);
-    if (r)
+    if (dir[0] != '/' && !getcwd(cwd, sizeof cwd))
+        cwd[0] = '\0';
+    n = strlen(cwd) + strlen(dir) + strlen(p) + 3;
+    if (!(r = malloc(n)))
+        return NULL;
+    if (cwd[0])
+        snprintf(r, n, "%s/%s/%s", cwd, dir, p);
+    else
         snprintf(r, n, "%s/%s", dir, p);
+    if (r[0] == '/')
+        clean_abs_path(r);
     return r;
 }
 
@@ -194,6 +245,115 @@ trim_dup(const char *s)
     return strndup(s, n);
 }
 
+/* A non-empty scalar of mapping m (client-go treats "" as absent). */
+static const char *
+ystr(yaml_document_t *d, const yaml_node_t *m, const char *key)
+{
+    const char *v = yscalar(ymap_get(d, m, key));
+    return v && *v ? v : NULL;
+}
+
+/* client-go's validation errors, collected in order; printed as one, or as
+ * "[a, b]" when there are several (utilerrors.NewAggregate). */
+struct verrs {
+    int n;
+    char list[4096];
+};
+
+static void __attribute__((format(printf, 2, 3)))
+verr(struct verrs *v, const char *fmt, ...)
+{
+    size_t l = strlen(v->list);
+    va_list ap;
+
+    if (v->n++ > 0 && l + 2 < sizeof v->list) {
+        memcpy(v->list + l, ", ", 3);
+        l += 2;
+    }
+    va_start(ap, fmt);
+    vsnprintf(v->list + l, sizeof v->list - l, fmt, ap);
+    va_end(ap);
+}
+
+/* os.Open: 0, or -1 with Go's error ("open <f>: <reason>") in e. */
+static int
+open_check(const char *path, char *e, size_t elen)
+{
+    char why[128];
+    FILE *f = fopen(path, "rb");
+
+    if (f) {
+        fclose(f);
+        return 0;
+    }
+    go_strerror(why, sizeof why, errno);
+    snprintf(e, elen, "open %s: %s", path, why);
+    return -1;
+}
+
+/* The checks client-go makes when it builds the transport (rest.TransportFor
+ * -> transport.TLSConfigFor), in its order: -2 with its error text when
+ * they fail. The CA, certificate and key files are read; the CA must hold
+ * a usable certificate; a client pair given at least partly as *-data must
+ * load and match (a pair of files is loaded per connection instead, so
+ * only read here). */
+static int
+check_transport(struct kube_config *c, char *err, size_t errlen)
+{
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    size_t ca_len = 0, cert_len = 0, key_len = 0;
+    bool has_ca = c->ca_file || c->ca_pem;
+    bool has_pair = (c->cert_file || c->cert_pem) && (c->key_file || c->key_pem);
+    int rc = -2;
+
+    if (has_ca && c->tls.insecure) {
+        seterr(err, errlen, "specifying a root certificates file with the insecure flag is not supported");
+        goto done;
+    }
+    if ((c->ca_file && !(ca = buf_read_file(c->ca_file, 16u << 20, &ca_len,
+                                            err, errlen))) ||
+        (c->cert_file && !(cert = buf_read_file(c->cert_file, 16u << 20,
+                                                &cert_len, err, errlen))) ||
+        (c->key_file && !(key = buf_read_file(c->key_file, 16u << 20,
+                                              &key_len, err, errlen))))
+        goto done;
+    if (c->ca_pem) {
+        ca_len = strlen(c->ca_pem);
+    } else if (c->ca_file && ca_len == 0) {
+        /* an empty CA file means no pool: the system roots */
+        free(c->ca_file);
+        c->ca_file = NULL;
+    }
+    if (ca_len > 0 && gotls_root_pool(ca ? ca : c->ca_pem, ca_len, err,
+                                      errlen) != 0)
+        goto done;
+    if (has_pair && !(c->cert_file && c->key_file)) {
+        if (c->cert_pem)
+            cert_len = strlen(c->cert_pem);
+        if (c->key_pem)
+            key_len = strlen(c->key_pem);
+        if (gotls_x509_key_pair(cert ? cert : c->cert_pem, cert_len,
+                                key ? key : c->key_pem, key_len, err,
+                                errlen) != 0)
+            goto done;
+    }
+    if (!has_pair && (c->key_file || c->key_pem)) {
+        /* a key without a certificate is not used */
+        free(c->key_file);
+        free(c->key_pem);
+        c->key_file = c->key_pem = NULL;
+    }
+    rc = 0;
+done:
+    free(ca);
+    free(cert);
+    if (key) {
+        explicit_bzero(key, key_len);
+        free(key);
+    }
+    return rc;
+}
+
 static int
 load_kubeconfig(const char *path, struct kube_config *c, char *err,
                 size_t errlen)
@@ -204,11 +364,20 @@ load_kubeconfig(const char *path, struct kube_config *c, char *err,
     char *text = NULL, *dir = NULL;
     size_t len = 0;
     int rc = -1;
-    char e[256];
+    char e[512];
+    struct stat st;
+    struct verrs v = { .n = 0 };
 
+    /* client-go: a missing explicit file is os.Stat's error; any other
+     * read failure is wrapped as a load error */
+    if (stat(path, &st) != 0 && errno == ENOENT) {
+        go_strerror(e, sizeof e, errno);
+        seterr(err, errlen, "stat %s: %s", path, e);
+        goto done;
+    }
     text = buf_read_file(path, 16u << 20, &len, e, sizeof(e));
     if (!text) {
-        seterr(err, errlen, "%s", e);
+        seterr(err, errlen, "error loading config file \"%s\": %s", path, e);
         goto done;
     }
     if (!yaml_parser_initialize(&p)) {
@@ -251,11 +420,6 @@ load_kubeconfig(const char *path, struct kube_config *c, char *err,
                uname, cur);
         goto done;
     }
-    const char *server = yscalar(ymap_get(&d, cl, "server"));
-    if (!server) {
-        seterr(err, errlen, "invalid configuration: no server found for cluster \"%s\"", cname);
-        goto done;
-    }
     {
         const char *slash = strrchr(path, '/');
         dir = slash ? strndup(path, slash > path ? (size_t)(slash - path) : 1)
@@ -263,29 +427,23 @@ load_kubeconfig(const char *path, struct kube_config *c, char *err,
         if (!dir)
             goto oom;
     }
-    size_t sl = strlen(server);
-    while (sl > 1 && server[sl - 1] == '/')
-        sl--;
-    if (!(c->server = strndup(server, sl)))
-        goto oom;
 
-    const char *v;
-    if ((v = yscalar(ymap_get(&d, cl, "certificate-authority-data")))) {
-        if (!(c->ca_pem = b64_decode(v, "certificate-authority-data", err,
-                                     errlen)))
-            goto done;
-    } else if ((v = yscalar(ymap_get(&d, cl, "certificate-authority")))) {
-        if (!(c->ca_file = resolve_path(dir, v)))
-            goto oom;
-    }
-    v = yscalar(ymap_get(&d, cl, "insecure-skip-tls-verify"));
-    c->tls.insecure = v && !strcmp(v, "true");
-    if (dup_opt(&c->server_name, yscalar(ymap_get(&d, cl, "tls-server-name"))))
+    /* What client-go decodes and resolves when it loads the file: the
+     * *-data fields (base64) and the file paths (relative to the file). */
+    const char *v_str;
+    if ((v_str = ystr(&d, cl, "certificate-authority-data")) &&
+        !(c->ca_pem = b64_decode(v_str, path, err, errlen)))
+        goto done;
+    if ((v_str = ystr(&d, cl, "certificate-authority")) &&
+        !(c->ca_file = resolve_path(dir, v_str)))
         goto oom;
-    if (yscalar(ymap_get(&d, cl, "proxy-url")))
+    v_str = yscalar(ymap_get(&d, cl, "insecure-skip-tls-verify"));
+    c->tls.insecure = v_str && !strcmp(v_str, "true");
+    if (dup_opt(&c->server_name, ystr(&d, cl, "tls-server-name")))
+        goto oom;
+    if (ystr(&d, cl, "proxy-url"))
         LOGW("kubeconfig %s: proxy-url is not supported; connecting directly",
              path);
-
     if (us) {
         if (ymap_get(&d, us, "exec")) {
             seterr(err, errlen, "kubeconfig %s: user \"%s\": exec credential plugins are not supported", path, uname);
@@ -295,37 +453,96 @@ load_kubeconfig(const char *path, struct kube_config *c, char *err,
             seterr(err, errlen, "kubeconfig %s: user \"%s\": auth-provider plugins are not supported", path, uname);
             goto done;
         }
-        if ((v = yscalar(ymap_get(&d, us, "client-certificate-data")))) {
-            if (!(c->cert_pem = b64_decode(v, "client-certificate-data", err,
-                                           errlen)))
-                goto done;
-        } else if ((v = yscalar(ymap_get(&d, us, "client-certificate")))) {
-            if (!(c->cert_file = resolve_path(dir, v)))
-                goto oom;
-        }
-        if ((v = yscalar(ymap_get(&d, us, "client-key-data")))) {
-            if (!(c->key_pem = b64_decode(v, "client-key-data", err, errlen)))
-                goto done;
-        } else if ((v = yscalar(ymap_get(&d, us, "client-key")))) {
-            if (!(c->key_file = resolve_path(dir, v)))
-                goto oom;
-        }
-        if ((v = yscalar(ymap_get(&d, us, "token")))) {
-            if (!(c->token = trim_dup(v)))
-                goto oom;
-        } else if ((v = yscalar(ymap_get(&d, us, "tokenFile")))) {
-            if (!(c->token_file = resolve_path(dir, v)))
-                goto oom;
-        }
-        if (dup_opt(&c->username, yscalar(ymap_get(&d, us, "username")))
-            || dup_opt(&c->password, yscalar(ymap_get(&d, us, "password"))))
+        if ((v_str = ystr(&d, us, "client-certificate-data")) &&
+            !(c->cert_pem = b64_decode(v_str, path, err, errlen)))
+            goto done;
+        if ((v_str = ystr(&d, us, "client-key-data")) &&
+            !(c->key_pem = b64_decode(v_str, path, err, errlen)))
+            goto done;
+        if (((v_str = ystr(&d, us, "client-certificate")) &&
+             !(c->cert_file = resolve_path(dir, v_str))) ||
+            ((v_str = ystr(&d, us, "client-key")) &&
+             !(c->key_file = resolve_path(dir, v_str))) ||
+            ((v_str = ystr(&d, us, "tokenFile")) &&
+             !(c->token_file = resolve_path(dir, v_str))))
             goto oom;
-        if ((c->cert_pem || c->cert_file) != (c->key_pem || c->key_file)) {
-            seterr(err, errlen, "kubeconfig %s: user \"%s\": client certificate and key must be given together", path, uname);
+        if ((v_str = ystr(&d, us, "token")) && !(c->token = trim_dup(v_str)))
+            goto oom;
+        if (dup_opt(&c->username, ystr(&d, us, "username"))
+            || dup_opt(&c->password, ystr(&d, us, "password")))
+            goto oom;
+    }
+
+    /* client-go's ConfirmUsable: every problem of the user, then of the
+     * cluster, reported together */
+    if (us) {
+        const char *methods = NULL;
+        if (c->token && (c->username || c->password))
+            methods = "token basicAuth";
+        if (c->cert_file || c->cert_pem) {
+            if (c->cert_file && c->cert_pem)
+                verr(&v, "client-cert-data and client-cert are both specified for %s. client-cert-data will override.", uname);
+            if (c->key_file && c->key_pem)
+                verr(&v, "client-key-data and client-key are both specified for %s; client-key-data will override", uname);
+            if (!c->key_file && !c->key_pem)
+                verr(&v, "client-key-data or client-key must be specified for %s to use the clientCert authentication method.", uname);
+            if (c->cert_file && open_check(c->cert_file, e, sizeof e) != 0)
+                verr(&v, "unable to read client-cert %s for %s due to %s",
+                     c->cert_file, uname, e);
+            if (c->key_file && open_check(c->key_file, e, sizeof e) != 0)
+                verr(&v, "unable to read client-key %s for %s due to %s",
+                     c->key_file, uname, e);
+        }
+        if (methods)
+            verr(&v, "more than one authentication method found for %s; found [%s], only one is allowed", uname, methods);
+    }
+    const char *server = ystr(&d, cl, "server");
+    if (!server)
+        verr(&v, "no server found for cluster \"%s\"", cname);
+    if (c->ca_file && c->ca_pem)
+        verr(&v, "certificate-authority-data and certificate-authority are both specified for %s. certificate-authority-data will override.", cname);
+    if (c->ca_file && open_check(c->ca_file, e, sizeof e) != 0)
+        verr(&v, "unable to read certificate-authority %s for %s due to %s",
+             c->ca_file, cname, e);
+    if (v.n > 0) {
+        seterr(err, errlen, v.n > 1 ? "invalid configuration: [%s]"
+                                    : "invalid configuration: %s", v.list);
+        goto done;
+    }
+
+    /* the data wins over the file, as in client-go */
+    if (c->ca_pem && c->ca_file) {
+        free(c->ca_file);
+        c->ca_file = NULL;
+    }
+    if (c->cert_pem && c->cert_file) {
+        free(c->cert_file);
+        c->cert_file = NULL;
+    }
+    if (c->key_pem && c->key_file) {
+        free(c->key_file);
+        c->key_file = NULL;
+    }
+    if (c->token && c->token_file) {
+        free(c->token_file);            /* a static token wins */
+        c->token_file = NULL;
+    }
+    size_t sl = strlen(server);
+    while (sl > 1 && server[sl - 1] == '/')
+        sl--;
+    if (!(c->server = strndup(server, sl)))
+        goto oom;
+    /* client-go reads a token file when it builds the config */
+    if (c->token_file) {
+        char *t = buf_read_file(c->token_file, 1 << 20, NULL, e, sizeof e);
+        if (!t) {
+            seterr(err, errlen, "%s", e);
             goto done;
         }
+        explicit_bzero(t, strlen(t));
+        free(t);
     }
-    rc = 0;
+    rc = check_transport(c, err, errlen);
     goto done;
 oom:
     seterr(err, errlen, "out of memory");
@@ -370,12 +587,22 @@ load_in_cluster(struct kube_config *c, char *err, size_t errlen)
     }
     free(t);
     snprintf(path, sizeof(path), "%s/ca.crt", dir);
-    if (access(path, R_OK) == 0) {
+    /* rest.InClusterConfig: a CA file that does not load is logged and
+     * not used (certutil.NewPool's messages) */
+    size_t ca_len = 0;
+    char *ca = buf_read_file(path, 16u << 20, &ca_len, e, sizeof(e));
+    int ncerts = ca ? gotls_count_certs(ca, ca_len) : 0;
+    free(ca);
+    if (ncerts > 0) {
         if (!(c->ca_file = strdup(path)))
             goto oom;
-    } else {
+    } else if (!ca) {
         LOGE("Expected to load root CA config from %s, but got err: %s",
-             path, strerror(errno));
+             path, e);
+    } else {
+        LOGE("Expected to load root CA config from %s, but got err: error "
+             "creating pool from %s: data does not contain any valid RSA or "
+             "ECDSA certificates", path, path);
     }
     return 0;
 oom:
@@ -393,7 +620,7 @@ kube_config_load(const char *path, struct kube_config *out, char *err,
                          : load_in_cluster(out, err, errlen);
     if (rc < 0) {
         kube_config_free(out);
-        return -1;
+        return rc;
     }
     wire_tls(out);
     return 0;

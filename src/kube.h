@@ -9,8 +9,8 @@
  * Uses: http_client.h (libcurl), libyaml's document API directly (the one
  * libyaml user besides yaml.c, so that kubeconfig loading needs no Lua),
  * yajl's tree API for the small discovery documents (kube_json_parse
- * also parses kcache's LIST and WATCH texts), OpenSSL's EVP base64
- * decoder for the *-data fields.
+ * also parses kcache's LIST and WATCH texts), gotls.h (Go's base64 for
+ * the *-data fields and client-go's certificate checks).
  * Must never: log tokens, passwords or keys; make a request without a
  * timeout; support exec/auth-provider plugins silently (they are errors). */
 #ifndef ADAPTER_KUBE_H
@@ -45,7 +45,13 @@ struct kube_config {
  * KUBERNETES_SERVICE_HOST/PORT, the service-account token and ca.crt from
  * /var/run/secrets/kubernetes.io/serviceaccount (the environment variable
  * PROMLUA_SERVICEACCOUNT_DIR overrides that directory, for tests).
- * Returns 0, or -1 with the reason in err; *out is then empty. */
+ * Checks what client-go checks when it builds the config and then the
+ * transport, with its messages: missing files, bad base64, a CA without a
+ * usable certificate, a client pair given as data that does not load or
+ * match. Returns 0; -1 with the reason in err for a config error
+ * (`stat <f>: ...`, `error loading config file ...`, `invalid
+ * configuration: ...`); -2 for a transport error (`unable to load root
+ * certificates: ...`, `tls: ...`). *out is then empty. */
 int kube_config_load(const char *path, struct kube_config *out,
                      char *err, size_t errlen);
 void kube_config_free(struct kube_config *c);
