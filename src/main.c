@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "engine.h"
 #include "flags.h"
+#include "goquote.h"
 #include "http_client.h"
 #include "kcache.h"
 #include "kube.h"
@@ -86,6 +87,8 @@ make_prom(const struct options *o, struct kube_config *auth, char *err,
         .max_get_length = (size_t)o->prometheus_max_get_length,
         .query_cache_ttl_ms = (long)o->query_cache_ttl_ms,
     };
+    if (prom_check_url(po.url, po.verb, err, errlen) != 0)
+        return NULL;
     if (*o->prometheus_ca_file) {
         tls.ca_file = o->prometheus_ca_file;
         tls.min_tls = 12;
@@ -102,10 +105,36 @@ make_prom(const struct options *o, struct kube_config *auth, char *err,
                  "kubeconfig at the same time");
         return NULL;
     } else if (*o->prometheus_auth_config || o->prometheus_auth_incluster) {
-        if (kube_config_load(o->prometheus_auth_incluster ? NULL
-                                                          : o->prometheus_auth_config,
-                             auth, err, errlen) != 0)
+        /* PA's makeKubeconfigHTTPClient wraps client-go's errors: loading
+         * and validating the config, then building the transport (-2) */
+        char e[4096];
+        int lrc = kube_config_load(o->prometheus_auth_incluster
+                                       ? NULL : o->prometheus_auth_config,
+                                   auth, e, sizeof e);
+        if (lrc == -2) {
+            snprintf(err, errlen, "unable to construct client transport for "
+                     "connecting to Prometheus: %s", e);
             return NULL;
+        }
+        if (lrc != 0 && o->prometheus_auth_incluster) {
+            snprintf(err, errlen, "unable to construct in-cluster auth "
+                     "configuration for connecting to Prometheus: %s", e);
+            return NULL;
+        }
+        if (lrc != 0) {
+            struct buf q;
+            buf_init(&q, 8192);
+            if (goquote(&q, o->prometheus_auth_config,
+                        strlen(o->prometheus_auth_config)) != 0 ||
+                buf_addc(&q, '\0') != 0)
+                snprintf(err, errlen, "unable to construct auth configuration "
+                         "for connecting to Prometheus: %s", e);
+            else
+                snprintf(err, errlen, "unable to construct auth configuration "
+                         "from %s for connecting to Prometheus: %s", q.data, e);
+            buf_free(&q);
+            return NULL;
+        }
         po.tls = &auth->tls;
         po.auth_token = auth->token;
         po.auth_token_file = auth->token_file;

@@ -7,7 +7,8 @@
  * (callback parser for series and query bodies, fed as they stream in;
  * strings with invalid UTF-8 are repaired as Go's decoder does, utf8.h),
  * log, buf, pthread (a mutex around the token-file cache; one mutex for the
- * in-flight table, the query cache and the counters).
+ * in-flight table, the query cache and the counters), goquote (Go's %q in
+ * URL errors), gotls (Go's checks of the CA file and the client pair).
  * Must never: buffer a whole series body or keep label values, log tokens
  * or passwords (URLs are logged without user-info), or touch libcurl
  * directly. */
@@ -26,6 +27,8 @@
 #include <yajl/yajl_parse.h>
 
 #include "buf.h"
+#include "goquote.h"
+#include "gotls.h"
 #include "log.h"
 #include "metrics.h"
 #include "utf8.h"
@@ -292,6 +295,9 @@ struct prom_client {
     char *origin;           /* "scheme://host[:port]" (no user-info) */
     char *base_path;        /* raw path of --prometheus-url, may be "" */
     char *base_query;       /* raw query of --prometheus-url, or NULL */
+    char *url_error;        /* set when Go parses the URL but cannot send
+                             * to it (no http/https scheme, no host): every
+                             * call fails with this text, as in PA */
     char *basic_user, *basic_pass;  /* from the URL's user-info */
     char *auth_user, *auth_pass;    /* from the kubeconfig */
     bool post;
@@ -415,58 +421,336 @@ unescape(const char *s, size_t n)
     return out;
 }
 
-/* Splits --prometheus-url into origin, path, query and user-info. */
+/* -- --prometheus-url: Go's url.Parse ------------------------------------ */
+
+/* PA parses --prometheus-url with Go's url.Parse and stops start-up only
+ * when that fails; a URL it parses but cannot send to (no scheme,
+ * "prometheus:9090", "ftp://...", no host) starts and fails every request.
+ * The checks below are url.Parse's, with its error texts. */
+
+enum esc_mode { ESC_HOST, ESC_ZONE, ESC_PATH, ESC_USERINFO, ESC_FRAGMENT };
+
+/* A byte Go leaves unescaped in a host (shouldEscape(c, encodeHost) false). */
+static bool
+host_byte_ok(unsigned c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') ||
+           (c && c < 0x80 && strchr("-_.~!$&'()*+,;=:[]<>\"", (int)c));
+}
+
+/* why = prefix + Go-quoted s[0..n) + suffix. */
+static void
+quoted_error(char *why, size_t whylen, const char *prefix, const char *s,
+             size_t n, const char *suffix)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    if (buf_adds(&b, prefix) || goquote(&b, s, n) || buf_adds(&b, suffix) ||
+        buf_addc(&b, '\0'))
+        snprintf(why, whylen, "%s...%s", prefix, suffix);
+    else
+        snprintf(why, whylen, "%s", b.data);
+    buf_free(&b);
+}
+
+/* Go's url.unescape checks for one component: malformed %-escapes, and in
+ * a host the bytes and escapes RFC 3986 does not allow there. */
+static int
+url_check_escapes(const char *s, size_t n, enum esc_mode mode, char *why,
+                  size_t whylen)
+{
+    for (size_t i = 0; i < n;) {
+        if (s[i] == '%') {
+            if (i + 2 >= n || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0) {
+                quoted_error(why, whylen, "invalid URL escape ", s + i,
+                             n - i > 3 ? 3 : n - i, "");
+                return -1;
+            }
+            bool pct25 = memcmp(s + i, "%25", 3) == 0;
+            int v = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+            /* in a host only non-ASCII bytes may be escaped; in an IPv6
+             * zone what a host could hold unescaped, a space, or "%25" */
+            if ((mode == ESC_HOST && hexval(s[i + 1]) < 8 && !pct25) ||
+                (mode == ESC_ZONE && !pct25 && v != ' ' &&
+                 !host_byte_ok((unsigned)v))) {
+                quoted_error(why, whylen, "invalid URL escape ", s + i, 3, "");
+                return -1;
+            }
+            i += 3;
+            continue;
+        }
+        unsigned char c = (unsigned char)s[i];
+        if ((mode == ESC_HOST || mode == ESC_ZONE) && c < 0x80 &&
+            !host_byte_ok(c)) {
+            quoted_error(why, whylen, "invalid character ", s + i, 1,
+                         " in host name");
+            return -1;
+        }
+        i++;
+    }
+    return 0;
+}
+
+static bool
+valid_optional_port(const char *p, size_t n)
+{
+    if (n == 0)
+        return true;
+    if (p[0] != ':')
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+    return true;
+}
+
+/* Go's parseHost: brackets and port syntax, then the escapes. */
+static int
+url_check_host(const char *h, size_t n, char *why, size_t whylen)
+{
+    const char *port = NULL;
+
+    if (n > 0 && h[0] == '[') {
+        const char *rb = NULL;
+        for (size_t i = n; i-- > 0;)
+            if (h[i] == ']') {
+                rb = h + i;
+                break;
+            }
+        if (!rb) {
+            snprintf(why, whylen, "missing ']' in host");
+            return -1;
+        }
+        port = rb + 1;
+        if (!valid_optional_port(port, (size_t)(h + n - port)))
+            goto bad_port;
+        const char *zone = NULL;        /* the first "%25" before ']' */
+        for (const char *c = h; !zone && c + 3 <= rb; c++)
+            if (memcmp(c, "%25", 3) == 0)
+                zone = c;
+        if (zone)
+            return url_check_escapes(h, (size_t)(zone - h), ESC_HOST, why,
+                                     whylen) ||
+                   url_check_escapes(zone, (size_t)(rb - zone), ESC_ZONE, why,
+                                     whylen) ||
+                   url_check_escapes(rb, (size_t)(h + n - rb), ESC_HOST, why,
+                                     whylen) ? -1 : 0;
+    } else {
+        for (size_t i = n; i-- > 0;)
+            if (h[i] == ':') {
+                port = h + i;
+                if (!valid_optional_port(port, n - i))
+                    goto bad_port;
+                break;
+            }
+    }
+    return url_check_escapes(h, n, ESC_HOST, why, whylen);
+bad_port:
+    quoted_error(why, whylen, "invalid port ", port, (size_t)(h + n - port),
+                 " after host");
+    return -1;
+}
+
+/* Go's validUserinfo: RFC 3986 user-info bytes only (no non-ASCII). */
+static bool
+valid_userinfo(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') ||
+              (c && strchr("-._:~!$&'()*+,;=%@", c))))
+            return false;
+    }
+    return true;
+}
+
+/* The parts of a URL as Go's url.Parse splits it (pointers into it). */
+struct url_parts {
+    const char *scheme;
+    size_t scheme_len;
+    bool opaque;                /* "scheme:rest" with rest not starting '/' */
+    bool has_user;
+    const char *user;           /* raw user-info (before the last '@') */
+    size_t user_len;
+    const char *host;
+    size_t host_len;
+    const char *path;
+    size_t path_len;
+    const char *query;          /* NULL when there is no '?' */
+    size_t query_len;
+};
+
+/* Go's url.parse(u[0..n), viaRequest=false): 0, or -1 with Go's inner error
+ * in why. */
+static int
+url_split(const char *u, size_t n, struct url_parts *out, char *why,
+          size_t whylen)
+{
+    const char *rest = u, *end = u + n;
+    size_t i;
+
+    memset(out, 0, sizeof *out);
+    for (i = 0; i < n; i++)
+        if ((unsigned char)u[i] < 0x20 || u[i] == 0x7f) {
+            snprintf(why, whylen, "net/url: invalid control character in URL");
+            return -1;
+        }
+    if (n == 1 && u[0] == '*') {        /* the path "*" */
+        out->path = u;
+        out->path_len = 1;
+        return 0;
+    }
+    /* getScheme: letters, then letters, digits, '+', '-', '.', up to ':' */
+    for (i = 0; i < n; i++) {
+        char c = u[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+            continue;
+        if ((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.') {
+            if (i == 0)
+                break;
+            continue;
+        }
+        if (c == ':') {
+            if (i == 0) {
+                snprintf(why, whylen, "missing protocol scheme");
+                return -1;
+            }
+            out->scheme = u;
+            out->scheme_len = i;
+            rest = u + i + 1;
+        }
+        break;
+    }
+    /* the query: a lone trailing '?' only forces an empty one */
+    const char *q = memchr(rest, '?', (size_t)(end - rest));
+    if (q) {
+        out->query = q + 1;
+        out->query_len = (size_t)(end - q - 1);
+        end = q;
+    }
+    if (rest == end || rest[0] != '/') {
+        if (out->scheme) {
+            out->opaque = true;
+            return 0;
+        }
+        const char *slash = memchr(rest, '/', (size_t)(end - rest));
+        if (memchr(rest, ':', (size_t)((slash ? slash : end) - rest))) {
+            snprintf(why, whylen,
+                     "first path segment in URL cannot contain colon");
+            return -1;
+        }
+    }
+    if (end - rest >= 2 && rest[0] == '/' && rest[1] == '/' &&
+        (out->scheme || end - rest < 3 || rest[2] != '/')) {
+        const char *auth = rest + 2, *aend, *at = NULL;
+        aend = memchr(auth, '/', (size_t)(end - auth));
+        if (!aend)
+            aend = end;
+        for (const char *c = auth; c < aend; c++)
+            if (*c == '@')
+                at = c;
+        const char *host = at ? at + 1 : auth;
+        if (url_check_host(host, (size_t)(aend - host), why, whylen) != 0)
+            return -1;
+        if (at) {
+            if (!valid_userinfo(auth, (size_t)(at - auth))) {
+                snprintf(why, whylen, "net/url: invalid userinfo");
+                return -1;
+            }
+            if (url_check_escapes(auth, (size_t)(at - auth), ESC_USERINFO,
+                                  why, whylen) != 0)
+                return -1;
+            out->has_user = true;
+            out->user = auth;
+            out->user_len = (size_t)(at - auth);
+        }
+        out->host = host;
+        out->host_len = (size_t)(aend - host);
+        rest = aend;
+    }
+    out->path = rest;
+    out->path_len = (size_t)(end - rest);
+    return url_check_escapes(rest, out->path_len, ESC_PATH, why, whylen);
+}
+
+/* Splits --prometheus-url into origin, path, query and user-info; sets
+ * p->url_error for a URL Go accepts but cannot send to. */
 static int
 parse_base_url(struct prom_client *p, const char *url, char *err,
                size_t errlen)
 {
-    const char *scheme_end = strstr(url, "://");
-    const char *auth, *auth_end, *at, *q, *hash;
-    size_t n;
+    const char *hash = strchr(url, '#');
+    size_t ulen = hash ? (size_t)(hash - url) : strlen(url);
+    struct url_parts u;
+    char why[1024], scheme[32];
+    size_t quoted_len = ulen;
 
-    if (!scheme_end || scheme_end == url) {
-        snprintf(err, errlen, "invalid Prometheus URL \"%s\": no scheme", url);
-        return -1;
+    if (url_split(url, ulen, &u, why, sizeof why) != 0)
+        goto invalid;
+    /* the fragment is checked after the rest, and then the whole URL is
+     * the one quoted */
+    quoted_len = strlen(url);
+    if (hash && url_check_escapes(hash + 1, strlen(hash + 1), ESC_FRAGMENT,
+                                  why, sizeof why) != 0)
+        goto invalid;
+
+    snprintf(scheme, sizeof scheme, "%.*s", (int)u.scheme_len,
+             u.scheme ? u.scheme : "");
+    for (char *c = scheme; *c; c++)
+        if (*c >= 'A' && *c <= 'Z')
+            *c = (char)(*c + 32);
+    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+        /* Go's transport: `unsupported protocol scheme "<scheme>"` */
+        quoted_error(why, sizeof why, "unsupported protocol scheme ",
+                     scheme, strlen(scheme), "");
+        if (!(p->url_error = strdup(why)))
+            goto oom;
+        return 0;
     }
-    auth = scheme_end + 3;
-    auth_end = auth + strcspn(auth, "/?#");
-    at = NULL;
-    for (const char *c = auth; c < auth_end; c++)
-        if (*c == '@')
-            at = c;
-    if (at) {
-        const char *colon = memchr(auth, ':', (size_t)(at - auth));
-        const char *uend = colon ? colon : at;
-        p->basic_user = unescape(auth, (size_t)(uend - auth));
-        p->basic_pass = colon ? unescape(colon + 1, (size_t)(at - colon - 1))
+    if (u.opaque || u.host_len == 0) {
+        if (!(p->url_error = strdup("http: no Host in request URL")))
+            goto oom;
+        return 0;
+    }
+    if (u.has_user) {
+        const char *colon = memchr(u.user, ':', u.user_len);
+        size_t ul = colon ? (size_t)(colon - u.user) : u.user_len;
+        p->basic_user = unescape(u.user, ul);
+        p->basic_pass = colon ? unescape(colon + 1, u.user_len - ul - 1)
                               : strdup("");
         if (!p->basic_user || !p->basic_pass)
             goto oom;
-        auth = at + 1;
     }
-    if (auth == auth_end) {
-        snprintf(err, errlen, "invalid Prometheus URL \"%s\": no host", url);
-        return -1;
-    }
-    n = (size_t)(scheme_end + 3 - url);
-    p->origin = malloc(n + (size_t)(auth_end - auth) + 1);
+    size_t sl = strlen(scheme);
+    p->origin = malloc(sl + 3 + u.host_len + 1);
     if (!p->origin)
         goto oom;
-    memcpy(p->origin, url, n);
-    memcpy(p->origin + n, auth, (size_t)(auth_end - auth));
-    p->origin[n + (size_t)(auth_end - auth)] = '\0';
-
-    hash = auth_end + strcspn(auth_end, "#");
-    q = memchr(auth_end, '?', (size_t)(hash - auth_end));
-    p->base_path = strndup(auth_end, (size_t)((q ? q : hash) - auth_end));
+    memcpy(p->origin, scheme, sl);
+    memcpy(p->origin + sl, "://", 3);
+    memcpy(p->origin + sl + 3, u.host, u.host_len);
+    p->origin[sl + 3 + u.host_len] = '\0';
+    p->base_path = strndup(u.path, u.path_len);
     if (!p->base_path)
         goto oom;
-    if (q && hash > q + 1) {
-        p->base_query = strndup(q + 1, (size_t)(hash - q - 1));
+    if (u.query && u.query_len > 0) {
+        p->base_query = strndup(u.query, u.query_len);
         if (!p->base_query)
             goto oom;
     }
     return 0;
+invalid:
+    {
+        /* PA: fmt.Errorf("invalid Prometheus URL %q: %v", baseURL, err)
+         * with baseURL the nil *url.URL url.Parse returned, which fmt
+         * prints as <nil>; err is Go's *url.Error: parse "<url>": <why> */
+        char inner[1100];
+        snprintf(inner, sizeof inner, ": %s", why);
+        quoted_error(err, errlen, "invalid Prometheus URL <nil>: parse ", url,
+                     quoted_len, inner);
+        return -1;
+    }
 oom:
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -587,6 +871,34 @@ oom:
     return -1;
 }
 
+int
+prom_check_url(const char *url, const char *verb, char *err, size_t errlen)
+{
+    struct prom_client *p = calloc(1, sizeof *p);
+    int rc;
+
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rc = parse_base_url(p, url ? url : "", err, errlen);
+    if (rc == 0 && verb && strcmp(verb, "GET") != 0 &&
+        strcmp(verb, "POST") != 0) {
+        snprintf(err, errlen,
+                 "unsupported Prometheus HTTP verb \"%s\"; supported verbs: "
+                 "\"GET\" and \"POST\"", verb);
+        rc = -1;
+    }
+    free(p->origin);
+    free(p->base_path);
+    free(p->base_query);
+    free(p->basic_user);
+    free(p->basic_pass);
+    free(p->url_error);
+    free(p);
+    return rc;
+}
+
 struct prom_client *
 prom_client_new(const struct prom_options *o, char *err, size_t errlen)
 {
@@ -600,6 +912,9 @@ prom_client_new(const struct prom_options *o, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&p->mu, NULL);
+    /* PA's order: the URL, then the verb */
+    if (parse_base_url(p, o->url ? o->url : "", err, errlen) != 0)
+        goto fail;
     if (strcmp(verb, "GET") != 0 && strcmp(verb, "POST") != 0) {
         snprintf(err, errlen,
                  "unsupported Prometheus HTTP verb \"%s\"; supported verbs: "
@@ -607,12 +922,9 @@ prom_client_new(const struct prom_options *o, char *err, size_t errlen)
         goto fail;
     }
     p->post = strcmp(verb, "POST") == 0;
-    if (!o->url || !*o->url) {
-        snprintf(err, errlen, "invalid Prometheus URL: empty");
-        goto fail;
-    }
-    if (parse_base_url(p, o->url, err, errlen) != 0)
-        goto fail;
+    if (p->url_error)
+        LOGW("--prometheus-url cannot be used, every Prometheus request will "
+             "fail: %s", p->url_error);
     if (build_headers(p, o->headers, o->nheaders, err, errlen) != 0)
         goto fail;
     if (o->token_file && *o->token_file) {
@@ -681,6 +993,7 @@ prom_client_free(struct prom_client *p)
     free(p->origin);
     free(p->base_path);
     free(p->base_query);
+    free(p->url_error);
     free(p->basic_user);
     free(p->basic_pass);
     free(p->auth_user);
@@ -780,6 +1093,10 @@ prom_build_request(const struct prom_client *p, const char *endpoint,
     bool post = p->post;
 
     memset(out, 0, sizeof *out);
+    if (p->url_error) {
+        snprintf(err, errlen, "%s", p->url_error);
+        return -1;
+    }
     buf_init(&params, MAX_URL);
     buf_init(&url, MAX_URL);
     while (kv[2 * n])
@@ -2867,14 +3184,16 @@ prom_stats(struct prom_client *p, struct prom_stats *out)
 
 /* -- Start-up checks of --prometheus-ca-file and the client pair ----------- */
 
-/* Reads a whole (small) file; Go's os.ReadFile messages. */
+/* Reads a whole (small) file; Go's os.ReadFile messages. *len = its size
+ * (the text is also NUL-terminated). */
 static char *
-slurp(const char *path, char *err, size_t errlen)
+slurp(const char *path, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     struct buf b;
     char chunk[4096], why[128];
     size_t n;
+    char *out;
 
     if (!f) {
         go_errno(why, sizeof why, errno);
@@ -2893,54 +3212,39 @@ slurp(const char *path, char *err, size_t errlen)
         return NULL;
     }
     fclose(f);
-    if (buf_addc(&b, '\0') != 0) {
+    *len = b.len;
+    if (buf_addc(&b, '\0') != 0 || !(out = buf_take(&b, NULL))) {
         snprintf(err, errlen, "out of memory");
         buf_free(&b);
         return NULL;
     }
-    return buf_take(&b, NULL);
+    return out;
 }
 
-/* True when text holds a complete PEM block "-----BEGIN <suffix>-----"
- * whose type ends with suffix ("CERTIFICATE", "PRIVATE KEY"). */
-static bool
-has_pem(const char *text, const char *suffix)
-{
-    const char *p = text;
-    size_t sl = strlen(suffix);
-
-    while ((p = strstr(p, "-----BEGIN ")) != NULL) {
-        const char *type = p + 11, *end = strstr(type, "-----");
-        if (!end)
-            return false;
-        if ((size_t)(end - type) >= sl &&
-            memcmp(end - sl, suffix, sl) == 0) {
-            char tail[128];
-            snprintf(tail, sizeof tail, "-----END %.*s-----",
-                     (int)(end - type), type);
-            if (strstr(end, tail))
-                return true;
-        }
-        p = end;
-    }
-    return false;
-}
-
+/* PA's makePrometheusCAClient checks: the CA file must hold a certificate
+ * x509.CertPool.AppendCertsFromPEM takes; the client pair is read (both
+ * files, then parsed) as tls.LoadX509KeyPair does. */
 int
 prom_check_tls_files(const char *ca_file, const char *cert_file,
                      const char *key_file, char *err, size_t errlen)
 {
     char why[512];
-    char *text = NULL;
+    char *text = NULL, *key = NULL;
+    size_t len = 0, key_len = 0;
     int rc = -1;
 
     if (ca_file && *ca_file) {
-        text = slurp(ca_file, why, sizeof why);
+        text = slurp(ca_file, &len, why, sizeof why);
         if (!text) {
             snprintf(err, errlen, "failed to read prometheus-ca-file: %s", why);
             goto done;
         }
-        if (!has_pem(text, "CERTIFICATE")) {
+        int n = gotls_count_certs(text, len);
+        if (n < 0) {
+            snprintf(err, errlen, "out of memory");
+            goto done;
+        }
+        if (n == 0) {
             snprintf(err, errlen, "no certs found in prometheus-ca-file");
             goto done;
         }
@@ -2948,31 +3252,21 @@ prom_check_tls_files(const char *ca_file, const char *cert_file,
         text = NULL;
     }
     if (cert_file && *cert_file && key_file && *key_file) {
-        text = slurp(cert_file, why, sizeof why);
-        if (!text) {
+        if (!(text = slurp(cert_file, &len, why, sizeof why)) ||
+            !(key = slurp(key_file, &key_len, why, sizeof why)) ||
+            gotls_x509_key_pair(text, len, key, key_len, why,
+                                sizeof why) != 0) {
             snprintf(err, errlen, "failed to read TLS key pair: %s", why);
-            goto done;
-        }
-        if (!has_pem(text, "CERTIFICATE")) {
-            snprintf(err, errlen, "failed to read TLS key pair: tls: failed "
-                     "to find any PEM data in certificate input");
-            goto done;
-        }
-        free(text);
-        text = slurp(key_file, why, sizeof why);
-        if (!text) {
-            snprintf(err, errlen, "failed to read TLS key pair: %s", why);
-            goto done;
-        }
-        if (!has_pem(text, "PRIVATE KEY")) {
-            snprintf(err, errlen, "failed to read TLS key pair: tls: failed "
-                     "to find any PEM data in key input");
             goto done;
         }
     }
     rc = 0;
 done:
     free(text);
+    if (key) {
+        explicit_bzero(key, key_len);   /* key material */
+        free(key);
+    }
     return rc;
 }
 

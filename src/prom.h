@@ -99,11 +99,21 @@ struct prom_wire {
     size_t body_len;
 };
 
-/* Errors (in err): `unsupported Prometheus HTTP verb "<v>"; supported verbs:
- * "GET" and "POST"`, `failed to read prometheus-token-file: <reason>`,
- * `invalid Prometheus URL ...`, `invalid --prometheus-header ...`. */
+/* Errors (in err): those of prom_check_url, `failed to read
+ * prometheus-token-file: <reason>`. A URL Go parses but cannot send to (no
+ * http/https scheme as in "prometheus:9090", no host) is accepted, as PA
+ * accepts it, with a warning; every call then fails with Go's transport
+ * error (`unsupported protocol scheme "prometheus"`, `http: no Host in
+ * request URL`). */
 struct prom_client *prom_client_new(const struct prom_options *opts,
                                     char *err, size_t errlen);
+/* PA's first start-up checks, in its order (before any TLS or kubeconfig
+ * check): the URL as Go's url.Parse takes it (`invalid Prometheus URL
+ * <nil>: parse "<url>": <why>`; PA prints the nil *url.URL it got back),
+ * then the verb (`unsupported Prometheus HTTP verb "<v>"; supported verbs:
+ * "GET" and "POST"`; NULL means GET). 0 or -1 with err. */
+int prom_check_url(const char *url, const char *verb, char *err,
+                   size_t errlen);
 void prom_client_free(struct prom_client *p);
 
 /* GET|POST <base>/api/v1/series?match[]=<match>&start=<start>.
@@ -157,14 +167,15 @@ struct prom_stats {
 };
 void prom_stats(struct prom_client *p, struct prom_stats *out);
 
-/* Start-up checks of --prometheus-ca-file (readable, at least one PEM
- * certificate) and, when both are set, the client certificate and key
- * files (readable, PEM blocks present), with PA's messages:
- * `failed to read prometheus-ca-file: open <f>: no such file or directory`,
- * `no certs found in prometheus-ca-file`, `failed to read TLS key pair:
- * ...`. Whether the key matches the certificate shows at the first TLS
- * handshake. The files are read again for every new connection, so a
- * rotated certificate is picked up without a restart. */
+/* Start-up checks of --prometheus-ca-file and, when both are set, the
+ * client certificate and key files, as PA makes them (Go's parsing, see
+ * gotls.h), with PA's messages: `failed to read prometheus-ca-file: open
+ * <f>: no such file or directory`, `no certs found in prometheus-ca-file`
+ * (no PEM CERTIFICATE block that parses), `failed to read TLS key pair:
+ * <tls.X509KeyPair's error>` (unreadable, no PEM data, a key that does not
+ * parse or does not match the certificate). The files are read again for
+ * every new connection, so a rotated certificate is picked up without a
+ * restart. */
 int prom_check_tls_files(const char *ca_file, const char *cert_file,
                          const char *key_file, char *err, size_t errlen);
 
