@@ -17,7 +17,7 @@
  * - --tls-cipher-suites is exact: GnuTLS priority strings enable
  *   components (kx x cipher x mac), which would also allow unlisted
  *   combinations, so a ClientHello hook narrows each session to the first
- *   listed suite the client offers (server precedence, as Go).
+ *   listed suite the client offers (server precedence; Go uses its own order).
  * Ownership: struct server owns the socket, the parsed certificate pairs
  * (current and retired), the trust PEM and the priority string. Per-request
  * state (struct req_state) is owned by MHD's req_cls slot and freed in the
