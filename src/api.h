@@ -130,7 +130,4 @@ void external_discovery(struct api_call *c);
 /* metrics.k8s.io/v1beta1/<segs...> (resource.c) and its APIResourceList. */
 void resource_handle(struct api_call *c, const char *const *segs, size_t n);
 void resource_discovery(struct api_call *c);
-/* Resource-metrics Prometheus queries that failed so far (decisions #31:
- * silent to the client, logged and counted). */
-unsigned long resource_query_failures(void);
 #endif

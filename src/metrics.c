@@ -116,6 +116,11 @@ static struct family fams[METRICS_COUNT] = {
         "Time the last relist spent fetching a rule's seriesQuery from "
         "Prometheus, retries included (rules sharing a query share it).",
         GAUGE, "rule", NULL),
+    FAM("resource_query_failures_total",
+        "metrics.k8s.io CPU/memory query batches that failed (error or a "
+        "non-vector answer) and were left out of the answer, by kind (pods: "
+        "a namespace skipped; nodes: the node list emptied).", COUNTER,
+        "kind", NULL),
 };
 
 static bool

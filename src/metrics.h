@@ -46,6 +46,7 @@ enum metrics_id {
     /* Appended after the first set so the ids above (which the FFI specs
      * use as numbers) keep their values. */
     METRICS_RULE_RELIST_DURATION, /* gauge rule_last_relist_duration_seconds {rule} */
+    METRICS_RESOURCE_FAILURES, /* counter resource_query_failures_total {kind} */
     METRICS_COUNT
 };
 

@@ -7,17 +7,19 @@
  * the containerQuery/nodeQuery), prom.h (instant queries on the thread's
  * own HTTP client: the CPU and memory queries of up to NS_WINDOW
  * namespaces go out together, prom_query_many, as PA's goroutines do),
- * quantity.h, jsonw.h, status.h.
+ * quantity.h, jsonw.h, status.h, metrics.h (failures counted in
+ * resource_query_failures_total).
  * Must never: fail a request because Prometheus failed (decisions #31: the
  * objects are left out, the failure is logged and counted), or report
  * containers in a random order (decisions #32: sorted by name).
  * Threads: handlers run on a server pool thread; the only shared state is
- * the atomic failure counter. */
+ * the metrics registry (locked inside metrics.c). */
 #include "api.h"
 #include "engine.h"
 #include "jsonw.h"
 #include "kcache.h"
 #include "log.h"
+#include "metrics.h"
 #include "prom.h"
 #include "quantity.h"
 #include "selector.h"
@@ -32,14 +34,6 @@
 #define GROUP_VERSION "metrics.k8s.io/v1beta1"
 /* Longest wait for the pod or node cache to fill on first use. */
 #define KCACHE_FIRST_WAIT_MS 10000L
-
-static atomic_ulong query_failures;
-
-unsigned long
-resource_query_failures(void)
-{
-    return atomic_load(&query_failures);
-}
 
 /* -- Discovery -------------------------------------------------------- */
 
@@ -561,7 +555,7 @@ pods_write(const struct rlabels *l, const struct kcache_obj *const *pods,
     long emitted = -1;
     buf_init(&q, 256);
     if (cpuq->rc != 0 || memq->rc != 0) {
-        atomic_fetch_add(&query_failures, 1);
+        metrics_add(METRICS_RESOURCE_FAILURES, "pods", NULL, 1);
         LOGE("unable to fetch metrics for pods in namespace \"%s\", skipping: "
              "unable to fetch pod %s metrics: %s", ns,
              cpuq->rc != 0 ? "CPU" : "memory",
@@ -904,7 +898,7 @@ nodes_batch(struct api_call *c, const struct rlabels *l,
     q[1].obj_label = l->mem.node;
     run_queries(c, q, 2, now);
     if (q[0].rc != 0 || q[1].rc != 0) {
-        atomic_fetch_add(&query_failures, 1);
+        metrics_add(METRICS_RESOURCE_FAILURES, "nodes", NULL, 1);
         LOGE("failed querying node metrics: unable to fetch node %s metrics: %s",
              q[0].rc != 0 ? "CPU" : "memory", q[0].rc != 0 ? q[0].err : q[1].err);
         goto done;

@@ -130,6 +130,11 @@ describe("resource metrics API, many namespaces", function()
         assert.truthy(log:find('namespace "ns-09", skipping: unable to fetch pod CPU metrics: unable to execute query: bad_response: unknown response code 500', 1, true), log)
         assert.truthy(log:find('namespace "ns-17", skipping: unable to fetch pod memory metrics: unable to execute query: execution: boom', 1, true), log)
         assert.truthy(log:find('namespace "ns-00", skipping: unable to fetch pod CPU metrics: invalid or empty value of non-vector type (scalar) returned', 1, true), log)
+        -- counted once per skipped namespace, the scalar answer included
+        -- (no Prometheus error counts it)
+        local mstatus, _, metrics = adapter:get("/metrics")
+        assert.equal(200, mstatus)
+        assert.truthy(metrics:find('\npromlua_adapter_resource_query_failures_total{kind="pods"} 3\n', 1, true), metrics)
     end)
 
     it("overlaps the queries: 42 answers delayed 0.4 s each take a few delays, not 42", function()
