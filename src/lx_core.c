@@ -427,11 +427,19 @@ luaopen_adapter_core(lua_State *L)
         lua_setfield(L, -2, "__gc");
         lua_pushcfunction(L, l_rx_tostring);
         lua_setfield(L, -2, "__tostring");
+        /* getmetatable(rx) is false: the methods table is shared by every
+         * regex of the state, the engine's seriesFilters included, and
+         * hook scripts get regexes (adapter.regex). luaL_checkudata reads
+         * the real metatable. */
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
     if (luaL_newmetatable(L, BOX_MT)) {
         lua_pushcfunction(L, l_box_gc);
         lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
     lua_createtable(L, 0, 8);

@@ -19,6 +19,8 @@
 --             runs fn under a deadline: a count hook raises "timed out"
 --             once the deadline has passed; sandbox.extend(seconds) moves
 --             the current deadline (time spent waiting for Prometheus).
+--             err is always a string, made while the deadline still holds
+--             (an error object's __tostring is script code too).
 -- Uses: debug (kept here, never handed to scripts), jit, adapter.core
 --       (regex, log, now), cjson (lua-cjson, a Debian package).
 -- Never: hands debug/io/os/require to a script, or lets a script's pcall
@@ -37,6 +39,7 @@ local M = {}
 
 -- Kept before any script runs; scripts never see these.
 local debug_sethook, debug_gethook = debug.sethook, debug.gethook
+local debug_getmetatable = debug.getmetatable
 local debug_getinfo = debug.getinfo
 local jit_off = jit and jit.off
 local now = core.now
@@ -85,20 +88,42 @@ local function full_paths(msg)
 end
 M.full_paths = full_paths
 
+-- The message handler of every guarded call: it turns the error into a
+-- string while the count hook still runs, so a looping __tostring on an
+-- error object is cut by the deadline like the rest of the hook (once the
+-- guard returns, no script code may run: it would run without a limit).
+-- Never raises by itself: a failing __tostring is described instead.
+local function to_message(e)
+    local t = type(e)
+    if t == "string" then return e end
+    if t == "number" then return tostring(e) end
+    local mt = (t == "table" or t == "userdata") and debug_getmetatable(e) or nil
+    if mt and rawget(mt, "__tostring") ~= nil then
+        local ok, s = raw_pcall(tostring, e)
+        if ok and type(s) == "string" then return s end
+        if type(s) == "string" and s:find(TIMEOUT_TAG, 1, true) then return s end
+        return string.format("(error object is a %s value whose __tostring failed)", t)
+    end
+    return string.format("(error object is a %s value)", t)
+end
+
 function M.guard(timeout_ms, fn, ...)
     if active then
         -- already inside a guarded call: share its deadline
-        return raw_pcall(fn, ...)
+        return raw_xpcall(fn, to_message, ...)
     end
     local prev_f, prev_mask, prev_count = debug_gethook()
     active = { deadline = now() + timeout_ms / 1000, timeout_ms = timeout_ms }
     debug_sethook(on_count, "", COUNT)
-    local res = { raw_pcall(fn, ...) }
+    local res = { raw_xpcall(fn, to_message, ...) }
     local g = active
     active = nil
     if prev_f then debug_sethook(prev_f, prev_mask, prev_count)
     else debug_sethook() end
-    if not res[1] and g.expired and not tostring(res[2]):find(TIMEOUT_TAG, 1, true) then
+    -- the error is a string here (to_message), or LuaJIT's "error in
+    -- error handling" when the count hook cut the handler itself
+    if not res[1] and type(res[2]) ~= "string" then res[2] = "(error object is not a string)" end
+    if not res[1] and g.expired and not res[2]:find(TIMEOUT_TAG, 1, true) then
         -- the script caught the timeout and raised something else
         res[2] = string.format("%s after %d ms", TIMEOUT_TAG, timeout_ms)
     end
@@ -162,10 +187,13 @@ local function adapter_regex(pattern)
     return core.regex(pattern)
 end
 
--- The string metatable is shared with the engine: a script must not reach
--- (and change) it through getmetatable("").
+-- Only a table's metatable: the string metatable is shared with the
+-- engine (getmetatable("").__index is the real string library), and a
+-- userdata's metatable is the C module's (adapter.regex's methods, and
+-- __gc, which would run outside any time guard): a script must reach
+-- neither.  (adapter.core also sets __metatable on its own.)
 local function safe_getmetatable(v)
-    if type(v) == "string" then return nil end
+    if type(v) ~= "table" then return nil end
     return getmetatable(v)
 end
 

@@ -1,11 +1,12 @@
 -- spec/unit/hooks_sandbox_spec.lua: what a hook script can reach, and the
 -- time limit.  Every forbidden global is absent (io, os.* except time and
 -- clock, require, load*, dofile, debug, jit, package, getfenv/setfenv...);
--- adapter.log, adapter.regex and adapter.json work; a hook that runs
--- past its timeout is stopped -- a tight loop, a loop calling C functions,
--- a loop hidden behind pcall -- even though LuaJIT would JIT-compile those
--- loops (count hooks do not fire in traces: the sandbox turns the JIT off
--- for script functions).
+-- adapter.log, adapter.regex and adapter.json work; userdata metatables
+-- (the shared regex methods) are out of reach; a hook that runs past its
+-- timeout is stopped -- a tight loop, a loop calling C functions, a loop
+-- hidden behind pcall, an error object's looping __tostring -- even though
+-- LuaJIT would JIT-compile those loops (count hooks do not fire in traces:
+-- the sandbox turns the JIT off for script functions).
 
 local core = require "adapter.core"
 local sandbox = require "adapter.sandbox"
@@ -43,6 +44,29 @@ describe("hooks sandbox", function()
     it("does not hand out the shared string metatable", function()
         local ex = assert(load("return { v = function() return getmetatable('') end }"))
         assert.is_nil(ex.v())
+    end)
+
+    it("hides userdata metatables: a script cannot change the built-in regexes", function()
+        local ex = assert(load([[return { v = function()
+            local rx = adapter.regex("^a$")
+            local mt = getmetatable(rx)
+            if mt then mt.__index.test = function() return true end end
+            return mt, getmetatable(adapter.json.null)
+        end }]]))
+        local mt, nullmt = ex.v()
+        assert.is_nil(mt)
+        assert.is_nil(nullmt)
+        -- the C module protects the metatable on its own too (__metatable)
+        assert.is_false(getmetatable(core.regex("^a$")))
+        -- a seriesFilters-style regex of the engine is unchanged
+        assert.is_false(core.regex("^a$"):test("b"))
+        assert.is_true(core.regex("^a$"):test("a"))
+        -- table metatables stay reachable (scripts may use their own)
+        local ex2 = assert(load([[return { v = function()
+            local mt = {}
+            return getmetatable(setmetatable({}, mt)) == mt
+        end }]]))
+        assert.is_true(ex2.v())
     end)
 
     it("gives each script its own globals", function()
@@ -134,6 +158,32 @@ describe("hooks time limit", function()
         end }]])
         assert.is_false(ok)
         assert.truthy(tostring(err):find("timed out", 1, true), err)
+    end)
+
+    it("cuts an error object's looping __tostring (made a string inside the guard)", function()
+        local ok, err, took = timed([[return { f = function()
+            error(setmetatable({}, { __tostring = function() while true do end end }))
+        end }]])
+        assert.is_false(ok)
+        assert.equal("string", type(err))
+        assert.truthy(err:find("lua hook timed out after 150 ms", 1, true), err)
+        assert.is_true(took < 2, took)
+    end)
+
+    it("names error objects by type, and uses a working __tostring", function()
+        local ok, err = timed("return { f = function() error({ code = 1 }) end }")
+        assert.is_false(ok)
+        assert.equal("(error object is a table value)", err)
+        ok, err = timed([[return { f = function()
+            error(setmetatable({}, { __tostring = function() return "custom failure" end }))
+        end }]])
+        assert.is_false(ok)
+        assert.equal("custom failure", err)
+        ok, err = timed([[return { f = function()
+            error(setmetatable({}, { __tostring = function() return {} end }))
+        end }]])
+        assert.is_false(ok)
+        assert.equal("(error object is a table value whose __tostring failed)", err)
     end)
 
     it("applies to a script's top-level code at load", function()
