@@ -320,10 +320,16 @@ serve(struct api_call *c, const char *version, struct target *t)
                                    err, sizeof err);
     }
     if (rrc != 0) {
+        /* 504 and ENGINE_STATUS_UNTYPED: a compute hook handed on a
+         * failure of prom.query, answered as step 4. would (engine.h) */
         if (code == 400)
             status_bad_request(resp, err);
         else if (code == 404)
             status_metric_not_found(resp, t->metric, t->gr_text, NULL);
+        else if (code == 504)
+            status_timeout(resp);
+        else if (code == ENGINE_STATUS_UNTYPED)
+            status_unknown_error(resp, err);
         else
             status_internal_error(resp, err);
         goto done;

@@ -151,16 +151,31 @@ l_result_box_gc(lua_State *L)
     return 0;
 }
 
-/* prom.query(promql) -> { {labels = {k = v}, value = n, timestamp = s}, ...}
- * | nil, message. Upvalue 1: the struct engine (lightuserdata). A scalar
- * answer is one sample with no labels. Blocks in HTTP for at most what
- * is left of the compute call's budget.
- * stack: promql -> samples | nil, msg */
+/* Pushes nil, msg, kind: a failed io.query (kind: "fetch", "type" or
+ * "budget", which engine.lua maps to the built-in path's answer). */
+static int
+query_failed(lua_State *L, const char *msg, const char *kind)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, kind);
+    return 3;
+}
+
+/* io.query(promql[, want]) -> { {labels = {k = v} | nil, value = n,
+ * timestamp = s}, ...} | nil, message, kind. Upvalue 1: the struct engine
+ * (lightuserdata). A scalar answer is one sample without labels (so that
+ * it is served with metricLabels null, as the built-in path serves it);
+ * want "vector" fails on any other result type. Blocks in HTTP for at most
+ * what is left of the compute call's budget.
+ * stack: promql [want] -> samples | nil, msg, kind */
 static int
 l_prom_query(lua_State *L)
 {
     struct engine *e = lua_touserdata(L, lua_upvalueindex(1));
     const char *q = luaL_checkstring(L, 1);
+    const char *want = luaL_optstring(L, 2, NULL);
+    bool vector_only = want && strcmp(want, "vector") == 0;
     char err[1024];
     if (!e->prom || !e->http) {
         lua_pushnil(L);
@@ -168,43 +183,44 @@ l_prom_query(lua_State *L)
         return 2;
     }
     long long left = e->io_deadline_ms ? e->io_deadline_ms - mono_ms() : 30000;
-    if (left <= 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, "prom.query: the request's time budget is spent");
-        return 2;
-    }
+    if (left <= 0)
+        return query_failed(L, "prom.query: the request's time budget is spent",
+                            "budget");
     struct prom_result **box = lua_newuserdata(L, sizeof *box);
     *box = NULL;
     lua_pushlightuserdata(L, &result_box_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_setmetatable(L, -2);                    /* promql box */
+    lua_setmetatable(L, -2);                    /* promql [want] box */
     if (prom_query(e->prom, e->http, q, prom_now(), (double)left / 1000.0,
                    box, err, sizeof err) != 0) {
         LOGE("hook prom.query: unable to fetch metrics from prometheus: %s "
              "(query %s)", err, q);
-        lua_pushnil(L);
         lua_pushfstring(L, "unable to fetch metrics: %s", err);
-        return 2;
+        return query_failed(L, lua_tostring(L, -1), "fetch");
     }
     struct prom_result *r = *box;
-    if (r->type != PROM_VECTOR && r->type != PROM_SCALAR) {
+    if (r->type != PROM_VECTOR && (vector_only || r->type != PROM_SCALAR)) {
         prom_result_free(r);
         *box = NULL;
-        lua_pushnil(L);
-        lua_pushstring(L, "prom.query: the query returned a matrix or string, "
-                          "not a vector or scalar");
-        return 2;
+        LOGE("hook prom.query: unexpected result type (query %s)", q);
+        return query_failed(L, vector_only
+                ? "prom.query: the query returned no vector"
+                : "prom.query: the query returned a matrix or string, not a "
+                  "vector or scalar", "type");
     }
+    bool scalar = r->type == PROM_SCALAR;
     lua_createtable(L, (int)r->n, 0);
     for (size_t i = 0; i < r->n; i++) {
         const struct prom_sample *s = &r->samples[i];
         lua_createtable(L, 0, 3);
-        lua_createtable(L, 0, (int)s->nlabels);
-        for (size_t k = 0; k < s->nlabels; k++) {
-            lua_pushstring(L, s->values[k]);
-            lua_setfield(L, -2, s->keys[k]);
+        if (!scalar) {
+            lua_createtable(L, 0, (int)s->nlabels);
+            for (size_t k = 0; k < s->nlabels; k++) {
+                lua_pushstring(L, s->values[k]);
+                lua_setfield(L, -2, s->keys[k]);
+            }
+            lua_setfield(L, -2, "labels");
         }
-        lua_setfield(L, -2, "labels");
         lua_pushnumber(L, s->value);
         lua_setfield(L, -2, "value");
         lua_pushnumber(L, s->ts);
@@ -1074,7 +1090,19 @@ oom:
     return -1;
 }
 
-/* Reads the samples list at idx into a new struct engine_samples. */
+/* Pushes t[key] without metamethods (t at idx, a table). stack: -> v */
+static void
+rawfield(lua_State *L, int idx, const char *key)
+{
+    lua_pushstring(L, key);
+    lua_rawget(L, idx);
+}
+
+/* Reads the samples list at idx into a new struct engine_samples. Raw
+ * access only (adapter.hooks copied the hook's samples inside its time
+ * guard; no script code may run here). A sample whose labels are nil
+ * keeps keys NULL: it is served as a scalar answer is (metricLabels
+ * null). */
 static struct engine_samples *
 read_samples(lua_State *L, int idx)
 {
@@ -1089,21 +1117,19 @@ read_samples(lua_State *L, int idx)
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, idx, (int)i);
         int t = lua_gettop(L);
+        if (!lua_istable(L, t)) {       /* not from adapter.hooks: skip */
+            lua_settop(L, t - 1);
+            continue;
+        }
         struct prom_sample *p = &s->v[s->n];
-        lua_getfield(L, t, "value");
+        rawfield(L, t, "value");
         p->value = lua_tonumber(L, -1);
         lua_pop(L, 1);
-        lua_getfield(L, t, "timestamp");
-        p->ts = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : now;
+        rawfield(L, t, "timestamp");
+        p->ts = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : now;
         lua_pop(L, 1);
-        lua_getfield(L, t, "labels");
+        rawfield(L, t, "labels");
         int rc = lua_istable(L, -1) ? read_labels(L, lua_gettop(L), p) : 0;
-        if (rc == 0 && !p->keys) {
-            p->keys = calloc(1, sizeof *p->keys);
-            p->values = calloc(1, sizeof *p->values);
-            if (!p->keys || !p->values)
-                rc = -1;
-        }
         s->n++;     /* counted even when partial, so the free sees it */
         lua_settop(L, t - 1);
         if (rc != 0)
@@ -1115,9 +1141,10 @@ fail:
     return NULL;
 }
 
-/* After a compute call the stack holds (a, b, c): on success a is the
+/* After a compute call the stack holds (a, b, c, d): on success a is the
  * samples list (b the selector echo for custom); on failure a is nil, b
- * the message, c the status. */
+ * the message, c the status, d true for a 500 without a reason
+ * (ENGINE_STATUS_UNTYPED). */
 static int
 compute_result(lua_State *L, struct engine_samples **out,
                struct buf *selector_json, int *status, char *msg,
@@ -1125,20 +1152,22 @@ compute_result(lua_State *L, struct engine_samples **out,
 {
     int rc = 0;
     *out = NULL;
-    if (lua_istable(L, -3)) {
-        *out = read_samples(L, lua_gettop(L) - 2);
+    if (lua_istable(L, -4)) {
+        *out = read_samples(L, lua_gettop(L) - 3);
         if (!*out)
             goto oom;
-        if (selector_json && lua_type(L, -2) == LUA_TSTRING) {
+        if (selector_json && lua_type(L, -3) == LUA_TSTRING) {
             size_t n;
-            const char *s = lua_tolstring(L, -2, &n);
+            const char *s = lua_tolstring(L, -3, &n);
             if (buf_add(selector_json, s, n) < 0)
                 goto oom;
         }
     } else {
-        const char *m = lua_tostring(L, -2);
+        const char *m = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
         snprintf(msg, msglen, "%s", m ? m : "compute hook failed");
-        *status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 500;
+        *status = lua_type(L, -2) == LUA_TNUMBER ? (int)lua_tointeger(L, -2) : 500;
+        if (*status == 500 && lua_toboolean(L, -1))
+            *status = ENGINE_STATUS_UNTYPED;
         rc = -1;
     }
     lua_settop(L, 0);
@@ -1168,7 +1197,7 @@ engine_compute_custom(struct engine *e, const struct engine_custom_req *r,
     push_method(e, "compute_custom");
     push_custom_req(L, r);
     e->io_deadline_ms = mono_ms() + (budget_ms > 0 ? budget_ms : 1);
-    int rc = lx_pcall(L, 2, 3, msg, msglen);
+    int rc = lx_pcall(L, 2, 4, msg, msglen);
     e->io_deadline_ms = 0;
     if (rc != 0) {
         LOGE("compute_custom: %s", msg);
@@ -1193,7 +1222,7 @@ engine_compute_external(struct engine *e, const struct engine_external_req *r,
     push_method(e, "compute_external");
     push_external_req(L, r);
     e->io_deadline_ms = mono_ms() + (budget_ms > 0 ? budget_ms : 1);
-    int rc = lx_pcall(L, 2, 3, msg, msglen);
+    int rc = lx_pcall(L, 2, 4, msg, msglen);
     e->io_deadline_ms = 0;
     if (rc != 0) {
         LOGE("compute_external: %s", msg);

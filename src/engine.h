@@ -121,7 +121,9 @@ int engine_render_external(struct engine *e,
 /* -- Compute hooks (docs/hooks.md) -- */
 
 /* Samples a compute hook returned: each keys[] sorted (strcmp), as
- * prom.c sorts query samples, so the same matching code reads both. */
+ * prom.c sorts query samples, so the same matching code reads both. A
+ * sample the hook gave no labels has keys NULL (nlabels 0): it is served
+ * as a scalar answer is (external metrics: metricLabels null). */
 struct engine_samples {
     size_t n;
     struct prom_sample *v;         /* owned, with every string */
@@ -138,7 +140,12 @@ bool engine_has_compute(struct engine *e, const char *kind, int rule);
  * holds the samples (engine_samples_free; a sample without a timestamp
  * gets now) and, for custom metrics, selector_json the LabelSelector
  * echo. On failure -1 with an HTTP status (400 for a bad selector, 500
- * for a failed hook: msg names the hook and the error). */
+ * for a failed hook: msg names the hook and the error). A hook that hands
+ * on a failure of prom.query or `default` unchanged gets the built-in
+ * path's answer: 500 "unable to fetch metrics", 504 (status_timeout),
+ * or ENGINE_STATUS_UNTYPED. */
+#define ENGINE_STATUS_UNTYPED 1500  /* a 500 Status without a reason
+                                     * (status_unknown_error), msg as is */
 int engine_compute_custom(struct engine *e, const struct engine_custom_req *r,
                           long budget_ms, struct engine_samples **out,
                           struct buf *selector_json, int *status, char *msg,

@@ -50,6 +50,8 @@ external_discovery(struct api_call *c)
     api_send_json(c, 200, w);
 }
 
+/* scalar: the query answered a scalar; a compute hook's sample without
+ * labels (keys NULL) is written the same way, metricLabels null. */
 static void
 write_item(struct jsonw *w, const char *metric, const struct prom_sample *s,
            bool scalar)
@@ -62,7 +64,7 @@ write_item(struct jsonw *w, const char *metric, const struct prom_sample *s,
     jsonw_map_open(w);
     jsonw_kv_string(w, "metricName", metric);
     jsonw_key(w, "metricLabels");
-    if (scalar) {
+    if (scalar || !s->keys) {
         jsonw_null(w);
     } else {
         /* prom.c keeps sample labels sorted by key: Go's map order. */
@@ -120,8 +122,14 @@ external_handle(struct api_call *c, const char *const *segs, size_t n)
         engine_set_io(eng, c->api->prom, c->thread->http);
         if (engine_compute_external(eng, &rq, (long)left, &hs, &code, err,
                                     sizeof err) != 0) {
+            /* a failure of prom.query handed on by the hook is answered
+             * as the branch below answers it (engine.h) */
             if (code == 400)
                 status_bad_request(resp, err);
+            else if (code == 504)
+                status_timeout(resp);
+            else if (code == ENGINE_STATUS_UNTYPED)
+                status_unknown_error(resp, err);
             else
                 status_internal_error(resp, err);
             goto done;

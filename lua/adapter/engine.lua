@@ -23,9 +23,13 @@
 --               hook_timeout_ms = 1000, io = { query = fn } })
 --             (script errors come back as { file=, line=, msg= })
 --           eng:has_compute(kind, i) -> bool
---           eng:compute_custom(req) -> samples, selector_json | nil, msg, status
---           eng:compute_external(req) -> samples | nil, msg, status
---             samples = { { labels = {k=v}, value = n, timestamp = s|nil } }
+--           eng:compute_custom(req) -> samples, selector_json
+--                                        | nil, msg, status, untyped
+--           eng:compute_external(req) -> samples | nil, msg, status, untyped
+--             samples = { { labels = {k=v} | nil, value = n, timestamp = s|nil } }
+--             (labels nil: served as a scalar is, metricLabels null);
+--             status 504: answer with the Timeout Status; untyped: a 500
+--             Status without a reason
 --           eng:hook_failures() -> { ["hook <step> (<script>: <fn>)"] = n }
 -- Uses: adapter.config, adapter.naming, adapter.resources, adapter.matchers,
 --       adapter.hooks.
@@ -403,41 +407,70 @@ function Engine:hook_failures()
     return self.hooks and self.hooks:failures() or {}
 end
 
--- The `prom` argument of compute hooks: prom.query(promql) -> samples |
--- nil, err, through the C function table (engine_set_io).  Time spent
--- waiting for Prometheus does not count against --lua-hook-timeout.
+-- How the built-in path answers a failed query, by the kind io.query
+-- gives ("fetch": Prometheus failed or did not answer; "type": a result
+-- type the API cannot serve; "budget": the request's time is spent) and
+-- the API.  untyped: a 500 whose Status has no reason (Go's plain errors).
+local function builtin_failure(kind, api)
+    if kind == "budget" then return { status = 504, msg = "the request's time budget is spent" } end
+    if kind == "type" and api == "external" then
+        return { status = 500, msg = "encountered an unexpected query result type", untyped = true }
+    end
+    return { status = 500, msg = "unable to fetch metrics" }
+end
+
+-- The `prom` argument of compute hooks (a fresh table per call, so a hook
+-- that changes it changes nothing for the next call): prom.query(promql
+-- [, "vector"]) -> samples | nil, err, through the C function table
+-- (engine_set_io).  "vector" fails on any other result type, as custom
+-- metrics do.  A failure the built-in path would answer too is noted in
+-- the running call's ctx.failures (see run_compute).  Time spent waiting
+-- for Prometheus does not count against --lua-hook-timeout.
 function Engine:prom_api()
-    if self.prom then return self.prom end
-    local io_ = self.io
-    local sandbox = require "adapter.sandbox"
-    local now = require("adapter.core").now
-    self.prom = {
-        query = function(promql)
+    if not self.prom_query then
+        local io_ = self.io
+        local sandbox = require "adapter.sandbox"
+        local now = require("adapter.core").now
+        self.prom_query = function(promql, want)
             if type(promql) ~= "string" or promql == "" then
                 error("prom.query: the query must be a non-empty string", 2)
+            end
+            if want ~= nil and want ~= "vector" then
+                error("prom.query: the second argument must be \"vector\" or nil", 2)
             end
             if not (io_ and io_.query) then
                 return nil, "prom.query is not available in this engine"
             end
             local t0 = now()
-            local samples, err = io_.query(promql)
+            local samples, err, kind = io_.query(promql, want)
             sandbox.extend(now() - t0)
-            return samples, err
-        end,
-    }
-    return self.prom
+            if samples == nil then
+                local ctx = self.compute_ctx
+                if ctx and kind and type(err) == "string" then
+                    ctx.failures[err] = builtin_failure(kind, ctx.api)
+                end
+                return nil, err
+            end
+            return samples
+        end
+    end
+    return { query = self.prom_query }
 end
 
-local function run_compute(self, rule, rname, request, data)
-    local samples, err = rule.steps.compute(rule, request, self:prom_api(), data)
-    if not samples then return nil, rname .. ": " .. tostring(err), 500 end
-    local out = {}
-    for i, s in ipairs(samples) do
-        local labels = {}
-        for k, v in pairs(s.labels or {}) do labels[k] = v end
-        out[i] = { labels = labels, value = s.value, timestamp = s.timestamp }
+-- Runs the rule's compute step.  Returns the samples (plain tables, copied
+-- inside the hook's time guard by adapter.hooks) or nil, message, status,
+-- untyped.  A failure of prom.query or `default` that the hook handed on
+-- unchanged is answered as the built-in path answers it.
+local function run_compute(self, rule, rname, request, api)
+    local ctx = { api = api, failures = {} }
+    self.compute_ctx = ctx
+    local samples, err, passed = rule.steps.compute(rule, request, self:prom_api(), ctx)
+    self.compute_ctx = nil
+    if not samples then
+        if passed then return nil, passed.msg, passed.status, passed.untyped or false end
+        return nil, rname .. ": " .. tostring(err), 500
     end
-    return out
+    return samples
 end
 
 function Engine:compute_custom(req)
@@ -452,8 +485,9 @@ function Engine:compute_custom(req)
         return nil, err, status
     end
     local reqs = err
-    local samples, msg, st = run_compute(self, rule, rname, M.request_view("custom", req, reqs, rule, data), data)
-    if not samples then return nil, msg, st end
+    local samples, msg, st, untyped = run_compute(self, rule, rname,
+        M.request_view("custom", req, reqs, rule, data), "custom")
+    if not samples then return nil, msg, st, untyped end
     return samples, matchers.selector_json(reqs)
 end
 
@@ -468,7 +502,8 @@ function Engine:compute_external(req)
         if status == 500 then err = rname .. ": " .. err end
         return nil, err, status
     end
-    return run_compute(self, rule, rname, M.request_view("external", req, nil, rule, data), data)
+    return run_compute(self, rule, rname, M.request_view("external", req, nil, rule, data),
+        "external")
 end
 
 

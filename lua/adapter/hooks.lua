@@ -22,7 +22,12 @@
 -- Uses: adapter.sandbox (env, time guard), adapter.matchers (to rebuild
 --       the template data when a hook hands a request to `default`).
 -- Never: lets a hook error escape: discovery steps drop the series
---        (logged, counted), render/compute steps return nil, message.
+--        (logged, counted), render/compute steps return nil, message
+--        (compute: plus how the built-in path answers it, when the hook
+--        handed on a failure of prom.query or `default` unchanged);
+--        runs script code outside the time guard: a hook's results are
+--        checked and copied inside it (metamethods on them are script
+--        code), and the engine reads only the copies.
 
 local sandbox = require "adapter.sandbox"
 
@@ -177,75 +182,108 @@ end
 
 -- --------------------------------------------------------------- checks
 
+-- Each check(a, b) gets a hook's first two results and returns true, a', b'
+-- (plain copies the engine may read) or false, why.  They run inside the
+-- hook's time guard (Set:invoke): a returned table may carry metamethods
+-- (a looping __index on a sample or a resource), and no script code may
+-- run once the guard has ended.
+
 local function check_bool(v)
-    if type(v) ~= "boolean" then return "must return a boolean, got " .. type(v) end
+    if type(v) ~= "boolean" then return false, "must return a boolean, got " .. type(v) end
+    return true, v
 end
 
 local function check_name(v)
     if v ~= nil and type(v) ~= "string" then
-        return "must return a string or nil, got " .. type(v)
+        return false, "must return a string or nil, got " .. type(v)
     end
+    return true, v
 end
 
 local function check_grs(v, ns)
-    if type(v) ~= "table" then return "must return a list of {group=, resource=}, got " .. type(v) end
+    if type(v) ~= "table" then
+        return false, "must return a list of {group=, resource=}, got " .. type(v)
+    end
+    local out = {}
     for i, gr in ipairs(v) do
-        if type(gr) ~= "table" or type(gr.resource) ~= "string"
-            or (gr.group ~= nil and type(gr.group) ~= "string") then
-            return string.format("item %d is not a {group=<string>, resource=<string>} table", i)
+        local group, resource
+        if type(gr) == "table" then group, resource = gr.group, gr.resource end
+        if type(resource) ~= "string" or (group ~= nil and type(group) ~= "string") then
+            return false, string.format("item %d is not a {group=<string>, resource=<string>} "
+                .. "table", i)
         end
+        out[i] = { group = group or "", resource = resource }
     end
     if ns ~= nil and type(ns) ~= "boolean" then
-        return "second result (namespaced) must be a boolean or nil, got " .. type(ns)
+        return false, "second result (namespaced) must be a boolean or nil, got " .. type(ns)
     end
+    return true, out, ns
 end
 
 local function check_query(v, msg)
     -- (nil, message) is a deliberate failure with that message (as the
     -- built-in step fails), not a wrong type
-    if v == nil and type(msg) == "string" then return nil end
+    if v == nil and type(msg) == "string" then return true, nil, msg end
     if type(v) ~= "string" or v == "" then
-        return "must return a non-empty PromQL string, got "
+        return false, "must return a non-empty PromQL string, got "
             .. (type(v) == "string" and "\"\"" or type(v))
     end
+    return true, v
 end
 
+-- A sample's labels stay nil when the hook left them out: such a sample
+-- is served as a scalar answer is (metricLabels: null).
 local function check_samples(v, msg)
-    if v == nil and type(msg) == "string" then return msg end
-    if type(v) ~= "table" then return "must return a list of samples, got " .. type(v) end
+    if v == nil and type(msg) == "string" then return false, msg end
+    if type(v) ~= "table" then return false, "must return a list of samples, got " .. type(v) end
+    local out = {}
     for i, s in ipairs(v) do
-        if type(s) ~= "table" then return string.format("sample %d is a %s", i, type(s)) end
-        if type(s.value) ~= "number" then
-            return string.format("sample %d: value must be a number, got %s", i, type(s.value))
+        if type(s) ~= "table" then return false, string.format("sample %d is a %s", i, type(s)) end
+        local value, labels, ts = s.value, s.labels, s.timestamp
+        if type(value) ~= "number" then
+            return false, string.format("sample %d: value must be a number, got %s", i,
+                type(value))
         end
-        if s.labels ~= nil then
-            if type(s.labels) ~= "table" then
-                return string.format("sample %d: labels must be a table", i)
+        local lcopy = nil
+        if labels ~= nil then
+            if type(labels) ~= "table" then
+                return false, string.format("sample %d: labels must be a table", i)
             end
-            for k, lv in pairs(s.labels) do
+            lcopy = {}
+            for k, lv in pairs(labels) do
                 if type(k) ~= "string" or type(lv) ~= "string" then
-                    return string.format("sample %d: labels must map strings to strings", i)
+                    return false, string.format("sample %d: labels must map strings to strings", i)
                 end
+                lcopy[k] = lv
             end
         end
-        if s.timestamp ~= nil and type(s.timestamp) ~= "number" then
-            return string.format("sample %d: timestamp must be a number (seconds)", i)
+        if ts ~= nil and type(ts) ~= "number" then
+            return false, string.format("sample %d: timestamp must be a number (seconds)", i)
         end
+        out[i] = { labels = lcopy, value = value, timestamp = ts }
     end
+    return true, out
 end
 
--- Calls entry.fn(...) under the time guard; returns true, results... or
--- false, "hook <step> (<script>: <name>) failed: <why>".
+-- What the guard runs: the hook, then the check of its results.
+local function run_checked(fn, check, ...)
+    return check(fn(...))
+end
+
+-- Calls entry.fn(...) and check(results) under the time guard.  Returns
+-- true, checked results... or false, "hook <step> (<script>: <name>)
+-- failed: <why>", label, why (why: the raised error or the check's
+-- reason, a string; a hook's own (nil, message) gives that message).
 function Set:invoke(step, entry, check, ...)
-    local res = { sandbox.guard(self.timeout_ms, entry.fn, ...) }
+    local ok, good, a, b = sandbox.guard(self.timeout_ms, run_checked, entry.fn, check, ...)
     local label = string.format("hook %s (%s: %s)", step, entry.script, entry.name)
     self.names[label] = entry.name
-    if not res[1] then
-        return false, string.format("%s failed: %s", label, tostring(res[2])), label
+    if not ok then
+        -- good: the error, a string (sandbox.guard makes it one in time)
+        return false, string.format("%s failed: %s", label, good), label, good
     end
-    local why = check(res[2], res[3])
-    if why then return false, string.format("%s failed: %s", label, why), label end
-    return true, res[2], res[3]
+    if not good then return false, string.format("%s failed: %s", label, a), label, a end
+    return true, a, b
 end
 
 -- ------------------------------------------------------------ the steps
@@ -301,9 +339,7 @@ function Set:steps_for(rule, view, builtin, rname)
             local ok, v, ns = set:invoke("resources_for_series", e, check_grs, view,
                 series_view(series), default)
             if not ok then set:fail(ns, rname .. ": " .. v); return {} end
-            local out = {}
-            for i, gr in ipairs(v) do out[i] = { group = gr.group or "", resource = gr.resource } end
-            return out, ns
+            return v, ns
         end
     end
 
@@ -332,19 +368,44 @@ function Set:steps_for(rule, view, builtin, rname)
     local e_c = pick("compute")
     if e_c then
         local e = e_c
-        -- compute(view, request, prom, data) -> samples | nil, msg
-        steps.compute = function(_, request, prom)
+        -- compute(view, request, prom, ctx) -> samples | nil, msg[, passed]
+        -- ctx.failures (the engine's, one per call) maps the message of a
+        -- failure of `default` or prom.query to how the built-in path
+        -- answers it ({ msg=, status=, untyped= }); a hook that hands such
+        -- a message on unchanged (returned or raised with level 0) fails
+        -- the request exactly as the built-in path would, and that is not
+        -- a failure of the hook (not counted).
+        steps.compute = function(_, request, prom, ctx)
+            local failures = ctx and ctx.failures or {}
+            local want = view.kind == "custom" and "vector" or nil
             local function default(_, rq)
                 local render = steps.render_query
                     or function(_, d) return builtin.render_query(rule, d) end
-                local d, derr = builtin.render_data(rule, rq)
-                if not d then return nil, derr end
+                local d, derr, dstatus = builtin.render_data(rule, rq)
+                if not d then
+                    derr = tostring(derr)
+                    dstatus = dstatus or 500
+                    failures[derr] = { status = dstatus,
+                        msg = dstatus == 500 and rname .. ": " .. derr or derr }
+                    return nil, derr
+                end
                 local q, err = render(rule, d, rq)
-                if not q then return nil, err end
-                return prom.query(q)
+                if not q then
+                    err = tostring(err)
+                    failures[err] = { status = 500, msg = rname .. ": " .. err }
+                    return nil, err
+                end
+                -- custom metrics need a vector, as the built-in path does
+                return prom.query(q, want)
             end
-            local ok, v, label = set:invoke("compute", e, check_samples, view, request, prom, default)
-            if not ok then set:fail(label, rname .. ": " .. v); return nil, v end
+            local ok, v, label, why = set:invoke("compute", e, check_samples, view, request,
+                prom, default)
+            if not ok then
+                local passed = failures[why]
+                if passed then return nil, why, passed end
+                set:fail(label, rname .. ": " .. v)
+                return nil, v
+            end
             return v
         end
     end

@@ -4,8 +4,10 @@
 -- (rules/examples/formula.lua), a per-rule render_query hook
 -- (rules/examples/tenant.lua), a global metric_name hook
 -- (rules/examples/rename.lua), compute with fallback
--- (rules/examples/fallback.lua), a hook that raises and one that never
--- returns (500 Status naming the hook, the adapter keeps serving), and the
+-- (rules/examples/fallback.lua), a hook that raises (500 Status naming the
+-- hook, logged), one that never returns and one whose sample loops in
+-- __index (500 within --lua-hook-timeout, the adapter keeps serving), a
+-- discovery hook that raises (series dropped, logged, counted), and the
 -- start-up errors (a script that does not load, a rule naming a function
 -- no script exports).  The parity run of the other integration specs is
 -- ADAPTER_PARITY=1 (spec/helpers.lua).
@@ -35,6 +37,14 @@ rules:
   resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
   hooks: {compute: spin}
+- seriesQuery: 'loopy_gauge{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+  hooks: {compute: loopy}
+- seriesQuery: '{__name__=~"flaky_.*",namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+  hooks: {metric_name: flaky_name}
 externalRules:
 - seriesQuery: 'queue_backlog{namespace!=""}'
   resources:
@@ -46,7 +56,9 @@ externalRules:
 ]]
 
 -- A hook script of this spec: a global match_series, one that raises, one
--- that never returns.
+-- that never returns, one whose sample loops in __index (read by the
+-- adapter after the hook returned: it must still be cut), a metric_name
+-- hook that raises for one series.
 local TEST_HOOKS = [[
 return {
     match_series = function(rule, series, default)
@@ -55,6 +67,14 @@ return {
     end,
     explode = function(rule, request, default) error("tenant table missing") end,
     spin = function(rule, request, prom, default) while true do end end,
+    loopy = function(rule, request, prom, default)
+        return { setmetatable({ labels = { pod = "worker-1" } },
+            { __index = function() while true do end end }) }
+    end,
+    flaky_name = function(rule, name, default)
+        if name == "flaky_broken" then error("no name for " .. name) end
+        return default(rule, name)
+    end,
 }
 ]]
 
@@ -68,6 +88,11 @@ local SERIES = {
         { __name__ = "broken_gauge", namespace = "default", pod = "worker-1" } } },
     { match = 'slow_gauge{namespace!="",pod!=""}', data = {
         { __name__ = "slow_gauge", namespace = "default", pod = "worker-1" } } },
+    { match = 'loopy_gauge{namespace!="",pod!=""}', data = {
+        { __name__ = "loopy_gauge", namespace = "default", pod = "worker-1" } } },
+    { match = '{__name__=~"flaky_.*",namespace!="",pod!=""}', data = {
+        { __name__ = "flaky_ok", namespace = "default", pod = "worker-1" },
+        { __name__ = "flaky_broken", namespace = "default", pod = "worker-1" } } },
     { match = 'queue_backlog{namespace!=""}', data = {
         { __name__ = "queue_backlog", namespace = "shop" } } },
 }
@@ -78,9 +103,12 @@ local function vector(samples)
     return { result = { resultType = "vector", result = out } }
 end
 
+local test_script   -- the path of TEST_HOOKS, which messages name
+
 local function script_args(extra)
     local dir = helpers.tmpdir("hooks")
     local test = helpers.write_file(dir .. "/test_hooks.lua", TEST_HOOKS)
+    test_script = test
     local root = helpers.root()
     local args = { "--prometheus-timeout=2s", "--lua-hook-timeout=300ms" }
     for _, s in ipairs({ "fallback", "formula", "tenant", "rename" }) do
@@ -115,7 +143,7 @@ describe("lua hooks", function()
         -- wait for the first relist to publish every metric
         helpers.wait_until(function()
             local _, doc = adapter:get_json(CUSTOM)
-            return doc and doc.resources and #doc.resources >= 8
+            return doc and doc.resources and #doc.resources >= 12
         end, helpers.scale(10), 0.1)
     end)
 
@@ -140,6 +168,27 @@ describe("lua hooks", function()
         assert.truthy(names["pods/jobs_running"])
         -- the global match_series of the test script drops hidden_* series
         assert.is_nil(names["pods/hidden_jobs"])
+    end)
+
+    it("a discovery hook that raises drops only that series, logged and counted", function()
+        local status, doc = adapter:get_json(CUSTOM)
+        assert.equal(200, status)
+        local names = {}
+        for _, r in ipairs(doc.resources) do names[r.name] = true end
+        assert.truthy(names["pods/flaky_ok"])
+        assert.is_nil(names["pods/flaky_broken"])
+        -- klog error line naming the rule, the hook and the error
+        local line
+        for l in adapter:stderr():gmatch("[^\n]+") do
+            if l:find("rules[5]: hook metric_name (", 1, true) then line = l; break end
+        end
+        assert.truthy(line, adapter:stderr())
+        assert.truthy(line:match("^E%d%d%d%d "), line)
+        assert.truthy(line:find("test_hooks.lua: flaky_name) failed: ", 1, true), line)
+        assert.truthy(line:find("test_hooks.lua:13: no name for flaky_broken", 1, true), line)
+        local _, _, body = adapter:get("/metrics")
+        local n = body:match('promlua_adapter_hook_failures_total{hook="flaky_name"} (%d+)')
+        assert.truthy(n and tonumber(n) >= 1, body)
     end)
 
     it("formula.lua computes an external metric from two queries", function()
@@ -187,6 +236,15 @@ describe("lua hooks", function()
         assert.truthy(doc.message:find("test_hooks.lua: explode) failed: ", 1, true), doc.message)
         assert.truthy(doc.message:find("tenant table missing", 1, true), doc.message)
         assert.same({}, queries)
+        -- and logged: the klog error line of the failed hook
+        local line
+        for l in adapter:stderr():gmatch("[^\n]+") do
+            if l:find("rules[2]: hook render_query (", 1, true) then line = l; break end
+        end
+        assert.truthy(line, adapter:stderr())
+        assert.truthy(line:match("^E%d%d%d%d "), line)
+        assert.truthy(line:find("test_hooks.lua: explode) failed: ", 1, true), line)
+        assert.truthy(line:find("test_hooks.lua:6: tenant table missing", 1, true), line)
         local st2 = adapter:get_json(CUSTOM)
         assert.equal(200, st2)
         -- counted in the adapter's own metrics
@@ -209,6 +267,25 @@ describe("lua hooks", function()
         local st2, _, raw2 = ask(CUSTOM .. "/namespaces/default/pods/worker-1/jobs_running",
             { [q] = vector({ { { pod = "worker-1" }, "1" } }) })
         assert.equal(200, st2, raw2)
+    end)
+
+    it("a compute hook's sample that loops in __index is cut too; serving goes on", function()
+        for _ = 1, 2 do
+            local t0 = helpers.now()
+            local status, doc, raw = ask(CUSTOM .. "/namespaces/default/pods/worker-1/loopy_gauge")
+            local took = helpers.now() - t0
+            assert.equal(500, status, raw)
+            assert.equal("rules[4]: hook compute (" .. test_script .. ": loopy) failed: "
+                .. test_script .. ":10: lua hook timed out after 300 ms",
+                doc.details.causes[1].message)
+            assert.is_true(took < helpers.scale(5), took)
+            -- the same worker states keep serving
+            local q = 'sum(jobs_running{namespace="default",pod="worker-1"}) by (pod)'
+            local st2, doc2, raw2 = ask(CUSTOM .. "/namespaces/default/pods/worker-1/jobs_running",
+                { [q] = vector({ { { pod = "worker-1" }, "2" } }) })
+            assert.equal(200, st2, raw2)
+            assert.equal("2", doc2.items[1].value)
+        end
     end)
 end)
 

@@ -3,7 +3,9 @@
 -- match_series, metric_name, resources_for_series, render_query, compute;
 -- `default` wrapping; per-rule hooks over global ones; a hook that raises
 -- or returns the wrong type drops only that series (counted) or fails only
--- that request with a message naming the hook.
+-- that request with a message naming the hook; metamethods on what a hook
+-- returns run under its time limit; a compute hook that hands on a failure
+-- of prom.query or default unchanged fails as the built-in path does.
 
 local core = require "adapter.core"
 local engine = require "adapter.engine"
@@ -252,6 +254,46 @@ describe("hooks: failures", function()
         end
     end)
 
+    it("a resources_for_series item with a looping __index times out: series dropped, counted",
+        function()
+        local eng = build([[
+            local loop = { __index = function() while true do end end }
+            return { resources_for_series = function(rule, series, default)
+                if rule.seriesQuery == "jobs_running" then return { setmetatable({}, loop) } end
+                return default(rule, series)
+            end }]])
+        local t0 = core.now()
+        local logged, real_log = {}, core.log
+        core.log = function(level, msg) logged[#logged + 1] = level .. " " .. msg end
+        local ok, got = pcall(metrics, eng)
+        core.log = real_log
+        assert(ok, got)
+        assert.same({ "http_requests_per_second namespaces false",
+            "http_requests_per_second pods true" }, got)
+        assert.is_true(core.now() - t0 < 3)
+        assert.equal(1, eng:hook_failures()["hook resources_for_series (hook.lua: "
+            .. "resources_for_series)"])
+        -- logged, with where the deadline struck (the __index, line 1)
+        assert.same({ "error rules[1]: hook resources_for_series (hook.lua: resources_for_series) "
+            .. "failed: hook.lua:1: lua hook timed out after 300 ms" }, logged)
+    end)
+
+    it("an error object with a looping __tostring times out and is counted", function()
+        local eng = build([[
+            return { render_query = function()
+                error(setmetatable({}, { __tostring = function() while true do end end }))
+            end }]])
+        local t0 = core.now()
+        local q, msg, status = eng:render_custom(custom_req(1))
+        assert.is_true(core.now() - t0 < 3)
+        assert.is_nil(q)
+        assert.equal(500, status)
+        -- where the deadline struck: inside __tostring, line 2
+        assert.equal("rules[0]: hook render_query (hook.lua: render_query) failed: "
+            .. "hook.lua:2: lua hook timed out after 300 ms", msg)
+        assert.equal(1, eng:hook_failures()["hook render_query (hook.lua: render_query)"])
+    end)
+
     it("a render_query hook that raises fails the request with a 500 naming it", function()
         local eng = build([[
             return { render_query = function(rule, request, default) error("no tenant") end }]])
@@ -364,6 +406,40 @@ describe("hooks: compute", function()
         end
     end)
 
+    it("a sample with a looping __index times out, counted; the engine keeps serving", function()
+        local eng = build([[
+            local calls = 0
+            return { c = function()
+                calls = calls + 1
+                if calls > 1 then return { { labels = { a = "b" }, value = 2 } } end
+                return { setmetatable({ labels = {} },
+                    { __index = function() while true do end end }) }
+            end }]], nil, "hooks: {compute: c}")
+        local req = { rule = 1, series = "queue_depth", metric = "queue_depth", namespace = "ns",
+            selector = "" }
+        local t0 = core.now()
+        local s, msg, status = eng:compute_external(req)
+        assert.is_true(core.now() - t0 < 3)
+        assert.is_nil(s)
+        assert.equal(500, status)
+        -- where the deadline struck: inside __index, line 6
+        assert.equal("externalRules[0]: hook compute (hook.lua: c) failed: "
+            .. "hook.lua:6: lua hook timed out after 300 ms", msg)
+        assert.equal(1, eng:hook_failures()["hook compute (hook.lua: c)"])
+        assert.same({ { labels = { a = "b" }, value = 2 } }, (eng:compute_external(req)))
+    end)
+
+    it("returns plain copies of the samples; labels left out stay nil", function()
+        local eng = build([[
+            local proxy = setmetatable({}, { __index = { value = 3 } })
+            return { c = function() return { proxy, { value = 4, timestamp = 9 } } end }]],
+            nil, "hooks: {compute: c}")
+        local s = assert(eng:compute_external({ rule = 1, series = "queue_depth",
+            metric = "queue_depth", namespace = "ns", selector = "" }))
+        assert.same({ { value = 3 }, { value = 4, timestamp = 9 } }, s)
+        assert.is_nil(getmetatable(s[1]))
+    end)
+
     it("prom.query failures come back as nil, message", function()
         local io_ = fake_prom({})
         local eng = build([[
@@ -374,5 +450,97 @@ describe("hooks: compute", function()
         local s = assert(eng:compute_external({ rule = 1, series = "queue_depth",
             metric = "queue_depth", namespace = "ns", selector = "" }))
         assert.equal(#"no answer for missing", s[1].value)
+    end)
+end)
+
+describe("hooks: compute hands on the built-in path's failures", function()
+    -- io.query as the binary's: (nil, message, kind) on failure; records
+    -- each query and what it asked for
+    local function failing_prom(kind)
+        local calls = {}
+        return { query = function(q, want)
+            calls[#calls + 1] = { q, want }
+            return nil, "unable to fetch metrics: boom", kind
+        end }, calls
+    end
+    local EXT = { rule = 1, series = "queue_depth", metric = "queue_depth", namespace = "ns",
+        selector = "" }
+
+    local PASS = [[return { c = function(rule, request, prom, default)
+        return %s
+    end }]]
+
+    it("returns prom.query's and default's failures unchanged, not counted", function()
+        for _, case in ipairs({
+            { "fetch", "prom.query('up')", "unable to fetch metrics", 500, false },
+            { "type", "prom.query('up')", "encountered an unexpected query result type", 500, true },
+            { "budget", "prom.query('up')", "the request's time budget is spent", 504, false },
+            { "fetch", "default(rule, request)", "unable to fetch metrics", 500, false },
+            { "fetch", "error(select(2, default(rule, request)), 0)", "unable to fetch metrics",
+              500, false },
+        }) do
+            local io_ = failing_prom(case[1])
+            local eng = build(string.format(PASS, case[2]), nil, "hooks: {compute: c}", io_)
+            local s, msg, status, untyped = eng:compute_external(EXT)
+            assert.is_nil(s, case[2])
+            assert.equal(case[3], msg, case[2])
+            assert.equal(case[4], status, case[2])
+            assert.equal(case[5], untyped, case[2])
+            assert.same({}, eng:hook_failures(), case[2])
+        end
+    end)
+
+    it("custom metrics: a non-vector answer fails as without hooks; default asks for a vector",
+        function()
+        local io_, calls = failing_prom("type")
+        local eng = build(string.format(PASS, "default(rule, request)"), "hooks: {compute: c}",
+            nil, io_)
+        local s, msg, status, untyped = eng:compute_custom(custom_req(2))
+        assert.is_nil(s)
+        assert.equal("unable to fetch metrics", msg)
+        assert.equal(500, status)
+        assert.is_false(untyped)
+        assert.same({ { 'sum(jobs_running{namespace="ns",pod=~"a|b"}) by (pod)', "vector" } },
+            calls)
+    end)
+
+    it("default's render failure is answered as the built-in render failure", function()
+        local io_, calls = failing_prom("fetch")
+        local hooks = [[return {
+            c = function(rule, request, prom, default) return default(rule, request) end,
+            rq = function() return nil, "tenant unknown" end,
+        }]]
+        local eng = build(hooks, nil, "hooks: {compute: c, render_query: rq}", io_)
+        local s, msg, status = eng:compute_external(EXT)
+        assert.is_nil(s)
+        assert.equal(500, status)
+        -- what render_external answers with the same render_query hook
+        assert.equal("externalRules[0]: tenant unknown", msg)
+        assert.same({ nil, "externalRules[0]: tenant unknown", 500 },
+            { eng:render_external(EXT) })
+        assert.same({}, calls)
+        assert.same({}, eng:hook_failures())
+    end)
+
+    it("a changed message is the hook's own failure: named and counted", function()
+        local io_ = failing_prom("fetch")
+        local eng = build(string.format(PASS, "nil, select(2, prom.query('up')) .. '!'"), nil,
+            "hooks: {compute: c}", io_)
+        local s, msg, status = eng:compute_external(EXT)
+        assert.is_nil(s)
+        assert.equal(500, status)
+        assert.equal("externalRules[0]: hook compute (hook.lua: c) failed: "
+            .. "unable to fetch metrics: boom!", msg)
+        assert.equal(1, eng:hook_failures()["hook compute (hook.lua: c)"])
+    end)
+
+    it("prom.query rejects a second argument other than \"vector\"", function()
+        local io_ = failing_prom("fetch")
+        local eng = build(string.format(PASS, "prom.query('up', 'matrix')"), nil,
+            "hooks: {compute: c}", io_)
+        local s, msg = eng:compute_external(EXT)
+        assert.is_nil(s)
+        assert.truthy(msg:find('prom.query: the second argument must be "vector" or nil', 1, true),
+            msg)
     end)
 end)
