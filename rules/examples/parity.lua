@@ -12,8 +12,9 @@
 --    <<.LabelMatchers>> and <<.GroupBy>> are rendered here (the matchers
 --    rebuilt from the parsed selectors); any other template, or a value
 --    that needs more than plain quoting, goes to `default`.
--- compute is not re-implemented: it has no built-in step to mirror (without
--- a compute hook the adapter runs the single rendered query).
+--  * compute: runs its own rendered query with prom.query (`default`, the
+--    whole built-in path, when render_query above would hand over), and
+--    hands failures on unchanged.
 
 local rx_cache = {}     -- per worker state: pattern -> compiled regex
 
@@ -161,22 +162,42 @@ end
 
 local FIELDS = { Series = true, LabelMatchers = true, GroupBy = true }
 
-local function render_query(rule, request, default)
+-- The query for request, or nil when this file does not render it.
+local function render(rule, request)
     local tpl = rule.metricsQuery
     -- only the three plain fields: anything else is the template engine's job
     for action in tpl:gmatch("<<(.-)>>") do
-        if not FIELDS[action:match("^%.(%a+)$") or ""] then return default(rule, request) end
+        if not FIELDS[action:match("^%.(%a+)$") or ""] then return nil end
     end
     local lm = label_matchers(request)
-    if not lm then return default(rule, request) end
+    if not lm then return nil end
     local values = {
         Series = request.series,
         LabelMatchers = lm,
         GroupBy = request.api == "custom" and request.resource_label or "",
     }
     local q = tpl:gsub("<<%.(%a+)>>", function(f) return values[f] end)
-    if q == "" then return default(rule, request) end
+    if q == "" then return nil end
     return q
+end
+
+local function render_query(rule, request, default)
+    local q = render(rule, request)
+    if q then return q end
+    return default(rule, request)   -- both results: (nil, message) on failure
+end
+
+-- --------------------------------------------------------------- compute
+
+-- The built-in path: one query, the rendered one.  Custom metrics match
+-- samples to objects by label, so they need a vector ("vector": any other
+-- answer fails as it fails without hooks).  A failure of prom.query or of
+-- `default` is returned unchanged, so the request fails exactly as it
+-- would without this hook (same message and HTTP status).
+local function compute(rule, request, prom, default)
+    local q = render(rule, request)
+    if not q then return default(rule, request) end
+    return prom.query(q, request.api == "custom" and "vector" or nil)
 end
 
 return {
@@ -184,4 +205,5 @@ return {
     metric_name = metric_name,
     resources_for_series = resources_for_series,
     render_query = render_query,
+    compute = compute,
 }

@@ -3,7 +3,8 @@
 -- Prometheus behind prom.query (it records every query):
 -- fallback.lua (last good value, then the default), formula.lua (backlog ÷
 -- workers), tenant.lua (per-namespace rendering), rename.lua (rename and
--- filter), parity.lua (same discovery and queries as the built-in steps).
+-- filter), parity.lua (same discovery, queries, answers and failures as the
+-- built-in steps).
 
 local core = require "adapter.core"
 local engine = require "adapter.engine"
@@ -33,7 +34,8 @@ local function build(yaml, scripts, answers)
     local io_ = { query = function(q)
         queries[#queries + 1] = q
         local a = answers and answers[q]
-        if a == false or a == nil then return nil, "unable to fetch metrics: 503" end
+        -- "fetch": the kind the binary's io.query gives a failed query
+        if a == false or a == nil then return nil, "unable to fetch metrics: 503", "fetch" end
         return a
     end }
     local tree = assert(core.yaml_parse(yaml, "c.yaml"))
@@ -220,8 +222,50 @@ externalRules:
         { rule = 2, series = "raw", metric = "raw", namespace = "shop", selector = "" },
     }
 
-    local function run(scripts)
-        local eng = build(YAML, scripts)
+    -- One line per sample, labels sorted ("-" for none).
+    local function encode(samples)
+        local out = {}
+        for i, smp in ipairs(samples) do
+            local ls = nil
+            if smp.labels then
+                ls = {}
+                for k, v in pairs(smp.labels) do ls[#ls + 1] = k .. "=" .. v end
+                table.sort(ls)
+            end
+            out[i] = string.format("{%s} %s %s", ls and table.concat(ls, ",") or "-",
+                tostring(smp.value), tostring(smp.timestamp))
+        end
+        return table.concat(out, "; ")
+    end
+
+    -- What the adapter answers for one request, as src/custom.c and
+    -- src/external.c do: a compute hook's samples, or else the rendered
+    -- query's answer, where a failed query is a 500 "unable to fetch
+    -- metrics".
+    local function serve(eng, kind, r)
+        if eng:has_compute(kind, r.rule) then
+            local s, msg, status, untyped
+            if kind == "custom" then s, msg, status, untyped = eng:compute_custom(r)
+            else s, msg, status, untyped = eng:compute_external(r) end
+            if not s then return string.format("fail %d %s %s", status, msg, tostring(untyped)) end
+            return "samples " .. encode(s)
+        end
+        local q, msg, status
+        if kind == "custom" then q, msg, status = eng:render_custom(r)
+        else q, msg, status = eng:render_external(r) end
+        if not q then return string.format("fail %d %s false", status, msg) end
+        local s = eng.io.query(q)
+        if not s then return "fail 500 unable to fetch metrics false" end
+        return "samples " .. encode(s)
+    end
+
+    -- answers: nil = every query answers one sample (its value the
+    -- query's length), {} = every query fails.
+    local function run(scripts, answers)
+        answers = answers or setmetatable({}, { __index = function(_, q)
+            return { { labels = { pod = "a", namespace = "default" }, value = #q, timestamp = 7 } }
+        end })
+        local eng, queries = build(YAML, scripts, answers)
         local out = {}
         local ents, probs = eng:discover("custom", SHAPES)
         for _, e in ipairs(ents) do
@@ -236,18 +280,37 @@ externalRules:
         for _, r in ipairs(EXT_REQS) do
             out[#out + 1] = table.concat({ "external", tostring((eng:render_external(r))) }, " ")
         end
+        for _, r in ipairs(CUSTOM_REQS) do out[#out + 1] = "serve " .. serve(eng, "custom", r) end
+        for _, r in ipairs(EXT_REQS) do out[#out + 1] = "serve " .. serve(eng, "external", r) end
+        out[#out + 1] = "queries " .. table.concat(queries, " | ")
         return out, eng
     end
 
-    it("discovers and renders exactly like the built-in steps", function()
+    it("discovers, renders and answers exactly like the built-in steps", function()
         local builtin = run(nil)
         local hooked, eng = run({ { "rules/examples/parity.lua" } })
-        assert.is_true(#builtin >= 10)
+        assert.is_true(#builtin >= 16)
         assert.same(builtin, hooked)
         -- and the hooks did run: every reserved step of parity.lua is in use
-        for _, step in ipairs({ "match_series", "metric_name", "resources_for_series", "render_query" }) do
+        for _, step in ipairs({ "match_series", "metric_name", "resources_for_series",
+            "render_query", "compute" }) do
             assert.truthy(eng.hooks.global[step], step)
         end
+        assert.is_true(eng:has_compute("custom", 1))
+        assert.is_true(eng:has_compute("external", 1))
+        assert.same({}, eng:hook_failures())
+    end)
+
+    it("fails a request exactly like the built-in path when Prometheus fails", function()
+        local builtin = run(nil, {})
+        local hooked, eng = run({ { "rules/examples/parity.lua" } }, {})
+        local fails = 0
+        for _, l in ipairs(builtin) do
+            if l == "serve fail 500 unable to fetch metrics false" then fails = fails + 1 end
+        end
+        assert.equal(#CUSTOM_REQS + #EXT_REQS, fails)
+        assert.same(builtin, hooked)
+        -- a failure handed on unchanged is Prometheus's, not the hook's
         assert.same({}, eng:hook_failures())
     end)
 
