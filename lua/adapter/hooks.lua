@@ -81,15 +81,22 @@ function M.load(scripts, opts)
         else
             self.scripts[#self.scripts + 1] = s.path
             -- sorted, so that the order of checks and warnings is stable
-            local names = {}
-            for k in pairs(exports) do names[#names + 1] = k end
-            table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
+            -- (raw access only and no tostring on a script's own values: a
+            -- metamethod here would run outside any time limit, at start-up
+            -- or in the reload thread)
+            local names, bad = {}, {}
+            for k in next, exports do
+                if type(k) == "string" then names[#names + 1] = k else bad[#bad + 1] = type(k) end
+            end
+            table.sort(names)
+            table.sort(bad)
+            for _, t in ipairs(bad) do
+                errs[#errs + 1] = { file = s.path, line = rline, msg = string.format(
+                    "exported key of type %s is not a string", t) }
+            end
             for _, name in ipairs(names) do
-                local fn = exports[name]
-                if type(name) ~= "string" then
-                    errs[#errs + 1] = { file = s.path, line = rline, msg = string.format(
-                        "exported key %s is not a string", tostring(name)) }
-                elseif type(fn) ~= "function" then
+                local fn = rawget(exports, name)
+                if type(fn) ~= "function" then
                     errs[#errs + 1] = { file = s.path, line = rline, msg = string.format(
                         "export %q is a %s, not a function", name, type(fn)) }
                 else

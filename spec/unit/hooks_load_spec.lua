@@ -50,6 +50,17 @@ describe("hooks: loading scripts", function()
         assert.equal('export "limit" is a number, not a function', e.msg)
     end)
 
+    it("reads the exports raw: a script's metamethods never run at load", function()
+        -- a loop in __tostring or __index would hang start-up (or the
+        -- reload thread) outside any hook time limit
+        local loop = "function() while true do end end"
+        local e = one_error(RULE, { { path = "m.lua", text = "local k = setmetatable({}, { __tostring = "
+            .. loop .. " })\nreturn setmetatable({ [k] = 1, metric_name = function() end }, "
+            .. "{ __index = " .. loop .. ", __tostring = " .. loop .. " })" } })
+        assert.equal("m.lua", e.file)
+        assert.equal("exported key of type table is not a string", e.msg)
+    end)
+
     it("reports a script file that cannot be read", function()
         local e = one_error(RULE, { { path = "/nonexistent/hooks.lua" } })
         assert.equal("/nonexistent/hooks.lua", e.file)
