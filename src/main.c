@@ -169,12 +169,23 @@ static void *
 second_signal(void *arg)
 {
     struct shutdown_watch *w = arg;
-    long ms = (long)w->drain_ms + 1000;
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    int sig = sigtimedwait(&w->sigs, NULL, &ts);
-    if (sig > 0) {
-        LOGW("received signal %d again, exiting immediately", sig);
-        _exit(1);
+    double deadline = metrics_now() + (w->drain_ms + 1000) / 1000.0;
+    for (;;) {
+        double left = deadline - metrics_now();
+        if (left <= 0)
+            break;
+        struct timespec ts = { (time_t)left,
+                               (long)((left - (double)(time_t)left) * 1e9) };
+        int sig = sigtimedwait(&w->sigs, NULL, &ts);
+        if (sig > 0) {
+            LOGW("received signal %d again, exiting immediately", sig);
+            _exit(1);
+        }
+        /* EINTR is not the timeout: a ptrace stop (LeakSanitizer's
+         * stop-the-world at exit, a debugger) interrupts the wait, and
+         * exiting then would cut the leak check short. */
+        if (errno != EINTR)
+            break;
     }
     LOGW("requests still running %d ms after shutdown began; exiting",
          w->drain_ms);
