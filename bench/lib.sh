@@ -231,7 +231,13 @@ selector_bench_setup() {
     ' >"$state"
     start_kube "$state"
     SELECTOR_RULES=$BENCH_DIR/query-rules.yaml
-    cat >"$SELECTOR_RULES" <<'YAML'
+    bench_rules "$SELECTOR_RULES"
+}
+
+# bench_rules FILE: writes to FILE the one custom rule the generated
+# bench_metric_NNN_total series are served by (relist.sh, query.sh, cost.sh).
+bench_rules() {
+    cat >"$1" <<'YAML'
 rules:
 - seriesQuery: '{__name__=~"^bench_metric_.*",namespace!="",pod!=""}'
   resources:
