@@ -238,6 +238,17 @@ function helpers.json_array(list, encode)
     return "[" .. table.concat(parts, ",") .. "]"
 end
 
+-- The rows of a command's table output (kubectl top) as lists of words.
+function helpers.rows(text)
+    local out = {}
+    for line in text:gmatch("[^\n]+") do
+        local words = {}
+        for w in line:gmatch("%S+") do words[#words + 1] = w end
+        out[#out + 1] = words
+    end
+    return out
+end
+
 -- -- Non-blocking HTTP/1.1 server (used by the fakes) ------------------------
 
 local REASONS = {

@@ -84,12 +84,7 @@ describe("DEMO_ONESHOT=1 scripts/demo.sh", function()
     it("shows the four pods of the workload in kubectl top pod", function()
         local section = out:match("\n%$ kubectl top pod\n(.-)\n\27%[1m==")
         assert(section, "no kubectl top pod output in:\n" .. out)
-        local rows = {}
-        for line in section:gmatch("[^\n]+") do
-            local w = {}
-            for word in line:gmatch("%S+") do w[#w + 1] = word end
-            rows[#rows + 1] = w
-        end
+        local rows = helpers.rows(section)
         helpers.assert_same({ "NAME", "CPU(cores)", "MEMORY(bytes)" }, rows[1])
         assert.are.equal(#stack.workload.pods + 1, #rows, section)
         for i, p in ipairs(stack.workload.pods) do

@@ -56,16 +56,7 @@ local function vec(samples)
     return { result = { resultType = "vector", result = out } }
 end
 
--- Rows of a kubectl table as lists of words.
-local function rows(text)
-    local out = {}
-    for line in text:gmatch("[^\n]+") do
-        local words = {}
-        for w in line:gmatch("%S+") do words[#words + 1] = w end
-        out[#out + 1] = words
-    end
-    return out
-end
+local rows = helpers.rows
 
 local have_kubectl = os.execute("command -v kubectl >/dev/null 2>&1")
 have_kubectl = have_kubectl == 0 or have_kubectl == true
