@@ -419,42 +419,38 @@ local function builtin_failure(kind, api)
     return { status = 500, msg = "unable to fetch metrics" }
 end
 
--- The `prom` argument of compute hooks (a fresh table per call, so a hook
--- that changes it changes nothing for the next call): prom.query(promql
+-- The `prom` argument of one compute call (a fresh table, so a hook that
+-- changes it changes nothing for the next call): prom.query(promql
 -- [, "vector"]) -> samples | nil, err, through the C function table
 -- (engine_set_io).  "vector" fails on any other result type, as custom
 -- metrics do.  A failure the built-in path would answer too is noted in
--- the running call's ctx.failures (see run_compute).  Time spent waiting
--- for Prometheus does not count against --lua-hook-timeout.
-function Engine:prom_api()
-    if not self.prom_query then
-        local io_ = self.io
-        local sandbox = require "adapter.sandbox"
-        local now = require("adapter.core").now
-        self.prom_query = function(promql, want)
-            if type(promql) ~= "string" or promql == "" then
-                error("prom.query: the query must be a non-empty string", 2)
-            end
-            if want ~= nil and want ~= "vector" then
-                error("prom.query: the second argument must be \"vector\" or nil", 2)
-            end
-            if not (io_ and io_.query) then
-                return nil, "prom.query is not available in this engine"
-            end
-            local t0 = now()
-            local samples, err, kind = io_.query(promql, want)
-            sandbox.extend(now() - t0)
-            if samples == nil then
-                local ctx = self.compute_ctx
-                if ctx and kind and type(err) == "string" then
-                    ctx.failures[err] = builtin_failure(kind, ctx.api)
-                end
-                return nil, err
-            end
-            return samples
+-- the call's ctx.failures (see run_compute).  Time spent waiting for
+-- Prometheus does not count against --lua-hook-timeout.
+function Engine:prom_api(ctx)
+    local io_ = self.io
+    local sandbox = require "adapter.sandbox"
+    local now = require("adapter.core").now
+    return { query = function(promql, want)
+        if type(promql) ~= "string" or promql == "" then
+            error("prom.query: the query must be a non-empty string", 2)
         end
-    end
-    return { query = self.prom_query }
+        if want ~= nil and want ~= "vector" then
+            error("prom.query: the second argument must be \"vector\" or nil", 2)
+        end
+        if not (io_ and io_.query) then
+            return nil, "prom.query is not available in this engine"
+        end
+        local t0 = now()
+        local samples, err, kind = io_.query(promql, want)
+        sandbox.extend(now() - t0)
+        if samples == nil then
+            if kind and type(err) == "string" then
+                ctx.failures[err] = builtin_failure(kind, ctx.api)
+            end
+            return nil, err
+        end
+        return samples
+    end }
 end
 
 -- Runs the rule's compute step.  Returns the samples (plain tables, copied
@@ -463,9 +459,7 @@ end
 -- unchanged is answered as the built-in path answers it.
 local function run_compute(self, rule, rname, request, api)
     local ctx = { api = api, failures = {} }
-    self.compute_ctx = ctx
-    local samples, err, passed = rule.steps.compute(rule, request, self:prom_api(), ctx)
-    self.compute_ctx = nil
+    local samples, err, passed = rule.steps.compute(rule, request, self:prom_api(ctx), ctx)
     if not samples then
         if passed then return nil, passed.msg, passed.status, passed.untyped or false end
         return nil, rname .. ": " .. tostring(err), 500
