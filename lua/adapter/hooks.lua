@@ -383,7 +383,7 @@ function Set:steps_for(rule, view, builtin, rname)
         -- the request exactly as the built-in path would, and that is not
         -- a failure of the hook (not counted).
         steps.compute = function(_, request, prom, ctx)
-            local failures = ctx and ctx.failures or {}
+            local failures = ctx.failures
             local want = view.kind == "custom" and "vector" or nil
             local function default(_, rq)
                 local render = steps.render_query
