@@ -135,6 +135,19 @@ describe("lua hooks", function()
         return status, doc, raw, queries
     end
 
+    -- The first klog line that starts a hook failure with prefix ("<rule>:
+    -- hook <step> ("): an error line naming the hook function fn, with where.
+    local function assert_logged(prefix, fn, where)
+        local line
+        for l in adapter:stderr():gmatch("[^\n]+") do
+            if l:find(prefix, 1, true) then line = l; break end
+        end
+        assert.truthy(line, adapter:stderr())
+        assert.truthy(line:match("^E%d%d%d%d "), line)
+        assert.truthy(line:find("test_hooks.lua: " .. fn .. ") failed: ", 1, true), line)
+        assert.truthy(line:find(where, 1, true), line)
+    end
+
     setup(function()
         prom = helpers.start_prometheus { state = { series = SERIES } }
         kube = helpers.start_kube {}
@@ -178,14 +191,8 @@ describe("lua hooks", function()
         assert.truthy(names["pods/flaky_ok"])
         assert.is_nil(names["pods/flaky_broken"])
         -- klog error line naming the rule, the hook and the error
-        local line
-        for l in adapter:stderr():gmatch("[^\n]+") do
-            if l:find("rules[5]: hook metric_name (", 1, true) then line = l; break end
-        end
-        assert.truthy(line, adapter:stderr())
-        assert.truthy(line:match("^E%d%d%d%d "), line)
-        assert.truthy(line:find("test_hooks.lua: flaky_name) failed: ", 1, true), line)
-        assert.truthy(line:find("test_hooks.lua:13: no name for flaky_broken", 1, true), line)
+        assert_logged("rules[5]: hook metric_name (", "flaky_name",
+            "test_hooks.lua:13: no name for flaky_broken")
         local _, _, body = adapter:get("/metrics")
         local n = body:match('promlua_adapter_hook_failures_total{hook="flaky_name"} (%d+)')
         assert.truthy(n and tonumber(n) >= 1, body)
@@ -237,14 +244,8 @@ describe("lua hooks", function()
         assert.truthy(doc.message:find("tenant table missing", 1, true), doc.message)
         assert.same({}, queries)
         -- and logged: the klog error line of the failed hook
-        local line
-        for l in adapter:stderr():gmatch("[^\n]+") do
-            if l:find("rules[2]: hook render_query (", 1, true) then line = l; break end
-        end
-        assert.truthy(line, adapter:stderr())
-        assert.truthy(line:match("^E%d%d%d%d "), line)
-        assert.truthy(line:find("test_hooks.lua: explode) failed: ", 1, true), line)
-        assert.truthy(line:find("test_hooks.lua:6: tenant table missing", 1, true), line)
+        assert_logged("rules[2]: hook render_query (", "explode",
+            "test_hooks.lua:6: tenant table missing")
         local st2 = adapter:get_json(CUSTOM)
         assert.equal(200, st2)
         -- counted in the adapter's own metrics
