@@ -202,32 +202,30 @@ put_string(struct jsonw *w, const char *s, size_t len)
     return putc1(w, '"');
 }
 
-int
-jsonw_map_open(struct jsonw *w)
+static int
+open_level(struct jsonw *w, int kind, char c)
 {
     if (begin_value(w) < 0)
         return -1;
     if (w->depth == JSONW_MAX_DEPTH)
         return fail(w, ERR_STRUCTURE);
-    w->lv[w->depth].kind = LV_MAP;
+    w->lv[w->depth].kind = kind;
     w->lv[w->depth].any = 0;
     w->lv[w->depth].key = 0;
     w->depth++;
-    return putc1(w, '{');
+    return putc1(w, c);
+}
+
+int
+jsonw_map_open(struct jsonw *w)
+{
+    return open_level(w, LV_MAP, '{');
 }
 
 int
 jsonw_array_open(struct jsonw *w)
 {
-    if (begin_value(w) < 0)
-        return -1;
-    if (w->depth == JSONW_MAX_DEPTH)
-        return fail(w, ERR_STRUCTURE);
-    w->lv[w->depth].kind = LV_ARRAY;
-    w->lv[w->depth].any = 0;
-    w->lv[w->depth].key = 0;
-    w->depth++;
-    return putc1(w, '[');
+    return open_level(w, LV_ARRAY, '[');
 }
 
 static int
