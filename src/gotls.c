@@ -440,12 +440,14 @@ done:
     return k;
 }
 
-/* Appends " TYPE" (or "TYPE" first) to the skipped-type list of a message;
- * a list too long for the buffer is cut. */
+/* Counts a skipped block and appends " TYPE" (or "TYPE" first) to the
+ * skipped-type list of a message; a list too long for the buffer is cut.
+ * With one block skipped, the list is that block's type. */
 static void
-skipped_add(char *list, size_t cap, const struct gotls_pem *b)
+skipped_add(char *list, size_t cap, int *n, const struct gotls_pem *b)
 {
     size_t l = strlen(list);
+    (*n)++;
     if (l + 1 < cap)
         snprintf(list + l, cap - l, "%s%.*s", l ? " " : "", (int)b->type_len,
                  b->type);
@@ -455,7 +457,7 @@ int
 gotls_x509_key_pair(const char *cert, size_t cert_len, const char *key,
                     size_t key_len, char *err, size_t errlen)
 {
-    char skipped[512] = "", first_skipped[256] = "";
+    char skipped[512] = "";
     unsigned char *cert_der = NULL, *key_der = NULL;
     size_t cert_der_len = 0, key_der_len = 0, off = 0, next;
     int nskipped = 0, rc = -1;
@@ -473,22 +475,19 @@ gotls_x509_key_pair(const char *cert, size_t cert_len, const char *key,
                 continue;
             }
         } else {
-            if (nskipped++ == 0)
-                snprintf(first_skipped, sizeof first_skipped, "%.*s",
-                         (int)b.type_len, b.type);
-            skipped_add(skipped, sizeof skipped, &b);
+            skipped_add(skipped, sizeof skipped, &nskipped, &b);
         }
         free(b.der);
     }
     if (r < 0)
         goto oom;
     if (!cert_der) {
-        size_t fl = strlen(first_skipped);
+        size_t fl = strlen(skipped);
         if (nskipped == 0)
             seterr(err, errlen, "tls: failed to find any PEM data in "
                    "certificate input");
         else if (nskipped == 1 && fl >= 11 &&
-                 strcmp(first_skipped + fl - 11, "PRIVATE KEY") == 0)
+                 strcmp(skipped + fl - 11, "PRIVATE KEY") == 0)
             seterr(err, errlen, "tls: failed to find certificate PEM data in "
                    "certificate input, but did find a private key; PEM "
                    "inputs may have been switched");
@@ -499,7 +498,7 @@ gotls_x509_key_pair(const char *cert, size_t cert_len, const char *key,
         goto done;
     }
 
-    skipped[0] = first_skipped[0] = '\0';
+    skipped[0] = '\0';
     nskipped = 0;
     off = 0;
     while ((r = gotls_pem_next(key + off, key_len - off, &b, &next)) > 0) {
@@ -511,10 +510,7 @@ gotls_x509_key_pair(const char *cert, size_t cert_len, const char *key,
             key_der_len = b.der_len;
             break;
         }
-        if (nskipped++ == 0)
-            snprintf(first_skipped, sizeof first_skipped, "%.*s",
-                     (int)b.type_len, b.type);
-        skipped_add(skipped, sizeof skipped, &b);
+        skipped_add(skipped, sizeof skipped, &nskipped, &b);
         free(b.der);
     }
     if (r < 0)
@@ -523,7 +519,7 @@ gotls_x509_key_pair(const char *cert, size_t cert_len, const char *key,
         if (nskipped == 0)
             seterr(err, errlen, "tls: failed to find any PEM data in key "
                    "input");
-        else if (nskipped == 1 && strcmp(first_skipped, "CERTIFICATE") == 0)
+        else if (nskipped == 1 && strcmp(skipped, "CERTIFICATE") == 0)
             seterr(err, errlen, "tls: found a certificate rather than a key "
                    "in the PEM for the private key");
         else if (err && errlen)
