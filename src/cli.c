@@ -56,6 +56,21 @@ out(const char *fmt, ...)
     fputc('\n', stdout);
 }
 
+/* Prints each string of the Lua array at idx (a negative idx counts from
+ * the top as it was on entry) as one line. */
+static void
+out_lines(lua_State *L, int idx)
+{
+    if (idx < 0)
+        idx = lua_gettop(L) + idx + 1;
+    size_t n = lua_objlen(L, idx);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        out("%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+}
+
 /* Parses the usual flags (positional words are ignored by flags_parse)
  * and applies the logging ones. 0, or the exit code to return. */
 static int
@@ -557,12 +572,7 @@ diagnose(const struct config_snap *cs, const char *file, const char *lua_dir,
     if (lx_pcall(L, 4, 2, err, sizeof err) != 0)
         goto fail;
     found = (int)lua_tointeger(L, -1);
-    size_t n = lua_objlen(L, -2);
-    for (size_t i = 1; i <= n; i++) {
-        lua_rawgeti(L, -2, (int)i);
-        out("%s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
+    out_lines(L, -2);
     lx_free(L);
     return found;
 fail:
@@ -1030,12 +1040,7 @@ print_resource_rules(const struct config_snap *cs, const char *file,
         lx_free(L);
         return;
     }
-    size_t n = lua_objlen(L, -1);
-    for (size_t i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, (int)i);
-        out("%s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
+    out_lines(L, -1);
     lx_free(L);
 }
 
