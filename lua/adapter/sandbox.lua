@@ -68,8 +68,6 @@ local function is_timeout(err)
         or (type(err) == "string" and err:find(TIMEOUT_TAG, 1, true) ~= nil)
 end
 
--- Runs fn(...) under a deadline of timeout_ms.  Returns true, results or
--- false, message.  Restores whatever hook was set before (busted, luacov).
 -- Lua shortens a chunk name longer than LUA_IDSIZE to "...<tail>" in error
 -- messages, so a script under a long directory would be reported by a path
 -- nobody can open.  Every loaded script's full path is remembered and put
@@ -86,7 +84,6 @@ local function full_paths(msg)
         end
     end))
 end
-M.full_paths = full_paths
 
 -- The message handler of every guarded call: it turns the error into a
 -- string while the count hook still runs, so a looping __tostring on an
@@ -107,6 +104,8 @@ local function to_message(e)
     return string.format("(error object is a %s value)", t)
 end
 
+-- Runs fn(...) under a deadline of timeout_ms.  Returns true, results or
+-- false, message.  Restores whatever hook was set before (busted, luacov).
 function M.guard(timeout_ms, fn, ...)
     if active then
         -- already inside a guarded call: share its deadline
