@@ -56,7 +56,7 @@ echo "idle RSS at the end: $(mb "$end_kb") MB ($end_kb kB;" \
     "anon $(mb "$(proc_kb "$ADAPTER_PID" RssAnon)") MB," \
     "file $(mb "$(proc_kb "$ADAPTER_PID" RssFile)") MB)," \
     "peak VmHWM $(mb "$(proc_kb "$ADAPTER_PID" VmHWM)") MB," \
-    "$(awk '$1 == "Threads:" { print $2 }' "/proc/$ADAPTER_PID/status") threads"
+    "$(proc_kb "$ADAPTER_PID" Threads) threads"
 echo "largest resident mappings (smaps Rss, kB):"
 awk '
     /^[0-9a-f]+-[0-9a-f]+ / { name = NF >= 6 ? $6 : "[anon]" }
@@ -77,8 +77,9 @@ if [ "${IDLE_PROBES:-0}" -gt 0 ]; then
         done
     done
     sleep 1
+    probe_kb=$(proc_kb "$ADAPTER_PID" VmRSS)
     echo "idle RSS after $IDLE_PROBES /readyz + /livez pairs:" \
-        "$(mb "$(proc_kb "$ADAPTER_PID" VmRSS)") MB ($(proc_kb "$ADAPTER_PID" VmRSS) kB)," \
-        "$(awk '$1 == "Threads:" { print $2 }' "/proc/$ADAPTER_PID/status") threads"
+        "$(mb "$probe_kb") MB ($probe_kb kB)," \
+        "$(proc_kb "$ADAPTER_PID" Threads) threads"
 fi
 grep -E '^[EW]' "$ADAPTER_LOG" | head -5 >&2 || true
