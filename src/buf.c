@@ -133,9 +133,8 @@ buf_take(struct buf *b, size_t *len)
     return p;
 }
 
-/* Go's os errors print the C library's text in lower case. */
-static void
-go_strerror(char *out, size_t outlen, int e)
+void
+buf_go_strerror(char *out, size_t outlen, int e)
 {
     snprintf(out, outlen, "%s", strerror(e));
     if (out[0] >= 'A' && out[0] <= 'Z')
@@ -153,7 +152,7 @@ buf_read_file(const char *path, size_t max, size_t *len, char *err,
     FILE *f = fopen(path, "rb");
 
     if (!f) {
-        go_strerror(why, sizeof why, errno);
+        buf_go_strerror(why, sizeof why, errno);
         snprintf(err, errlen, "open %s: %s", path, why);
         return NULL;
     }
@@ -165,7 +164,7 @@ buf_read_file(const char *path, size_t max, size_t *len, char *err,
         }
     }
     if (ferror(f)) {
-        go_strerror(why, sizeof why, errno);
+        buf_go_strerror(why, sizeof why, errno);
         snprintf(err, errlen, "read %s: %s", path, why);
         goto done;
     }

@@ -54,5 +54,8 @@ void buf_reset(struct buf *b);  /* len = 0, keeps the allocation */
  * too large". */
 char *buf_read_file(const char *path, size_t max, size_t *len, char *err,
                     size_t errlen);
+/* strerror(e) as Go prints syscall errors: the C library's text with a
+ * lower-case first letter ("no such file or directory"). */
+void buf_go_strerror(char *out, size_t outlen, int e);
 void buf_free(struct buf *b);   /* frees contents; the struct stays usable */
 #endif

@@ -156,15 +156,6 @@ b64_decode(const char *in, const char *path, char *err, size_t errlen)
     return (char *)out;
 }
 
-/* Go's os errors print the C library's text in lower case. */
-static void
-go_strerror(char *out, size_t outlen, int e)
-{
-    snprintf(out, outlen, "%s", strerror(e));
-    if (out[0] >= 'A' && out[0] <= 'Z')
-        out[0] = (char)(out[0] + ('a' - 'A'));
-}
-
 /* Go's filepath.Clean of an absolute path, in place: "//", "/./" and
  * "/x/../" collapse, no trailing '/'. */
 static void
@@ -286,7 +277,7 @@ open_check(const char *path, char *e, size_t elen)
         fclose(f);
         return 0;
     }
-    go_strerror(why, sizeof why, errno);
+    buf_go_strerror(why, sizeof why, errno);
     snprintf(e, elen, "open %s: %s", path, why);
     return -1;
 }
@@ -371,7 +362,7 @@ load_kubeconfig(const char *path, struct kube_config *c, char *err,
     /* client-go: a missing explicit file is os.Stat's error; any other
      * read failure is wrapped as a load error */
     if (stat(path, &st) != 0 && errno == ENOENT) {
-        go_strerror(e, sizeof e, errno);
+        buf_go_strerror(e, sizeof e, errno);
         seterr(err, errlen, "stat %s: %s", path, e);
         goto done;
     }

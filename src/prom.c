@@ -175,15 +175,6 @@ struct token_src {
     char *token;                /* trimmed contents; owned */
 };
 
-/* strerror as Go prints syscall errors ("no such file or directory"). */
-static void
-go_errno(char *out, size_t outlen, int e)
-{
-    snprintf(out, outlen, "%s", strerror(e));
-    if (out[0] >= 'A' && out[0] <= 'Z')
-        out[0] = (char)(out[0] + 32);
-}
-
 static char *
 read_trimmed(const char *path, char *err, size_t errlen)
 {
@@ -196,7 +187,7 @@ read_trimmed(const char *path, char *err, size_t errlen)
     buf_init(&b, 1 << 20);
     if (!f) {
         char why[128];
-        go_errno(why, sizeof why, errno);
+        buf_go_strerror(why, sizeof why, errno);
         snprintf(err, errlen, "open %s: %s", path, why);
         return NULL;
     }
@@ -3196,7 +3187,7 @@ slurp(const char *path, size_t *len, char *err, size_t errlen)
     char *out;
 
     if (!f) {
-        go_errno(why, sizeof why, errno);
+        buf_go_strerror(why, sizeof why, errno);
         snprintf(err, errlen, "open %s: %s", path, why);
         return NULL;
     }
@@ -3205,7 +3196,7 @@ slurp(const char *path, size_t *len, char *err, size_t errlen)
         if (buf_add(&b, chunk, n) != 0)
             break;
     if (ferror(f) || n > 0) {
-        go_errno(why, sizeof why, ferror(f) ? errno : EFBIG);
+        buf_go_strerror(why, sizeof why, ferror(f) ? errno : EFBIG);
         snprintf(err, errlen, "read %s: %s", path, why);
         fclose(f);
         buf_free(&b);

@@ -432,9 +432,7 @@ fail:
         int e = errno;
         char why[128];
 
-        snprintf(why, sizeof why, "%s", strerror(e));
-        if (why[0] >= 'A' && why[0] <= 'Z')   /* Go's lower-case errno text */
-            why[0] = (char)(why[0] - 'A' + 'a');
+        buf_go_strerror(why, sizeof why, e);
         snprintf(err, errlen, "failed to create listener: failed to listen "
                  "on %s: listen tcp %s: bind: %s", shown, shown, why);
         if (fd >= 0)
