@@ -517,9 +517,7 @@ describe("Prometheus client", function()
         end
 
         -- A kubeconfig for --prometheus-auth-config: cluster "prom", user "prom".
-        local function kubeconfig(dir, cluster_lines, user_lines)
-            return tls.kubeconfig(dir, cluster_lines, user_lines)
-        end
+        local kubeconfig = tls.kubeconfig
 
         setup(function()
             pem_dir = helpers.tmpdir("pem")
