@@ -3175,43 +3175,6 @@ prom_stats(struct prom_client *p, struct prom_stats *out)
 
 /* -- Start-up checks of --prometheus-ca-file and the client pair ----------- */
 
-/* Reads a whole (small) file; Go's os.ReadFile messages. *len = its size
- * (the text is also NUL-terminated). */
-static char *
-slurp(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    struct buf b;
-    char chunk[4096], why[128];
-    size_t n;
-    char *out;
-
-    if (!f) {
-        buf_go_strerror(why, sizeof why, errno);
-        snprintf(err, errlen, "open %s: %s", path, why);
-        return NULL;
-    }
-    buf_init(&b, 16 << 20);
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (buf_add(&b, chunk, n) != 0)
-            break;
-    if (ferror(f) || n > 0) {
-        buf_go_strerror(why, sizeof why, ferror(f) ? errno : EFBIG);
-        snprintf(err, errlen, "read %s: %s", path, why);
-        fclose(f);
-        buf_free(&b);
-        return NULL;
-    }
-    fclose(f);
-    *len = b.len;
-    if (buf_addc(&b, '\0') != 0 || !(out = buf_take(&b, NULL))) {
-        snprintf(err, errlen, "out of memory");
-        buf_free(&b);
-        return NULL;
-    }
-    return out;
-}
-
 /* PA's makePrometheusCAClient checks: the CA file must hold a certificate
  * x509.CertPool.AppendCertsFromPEM takes; the client pair is read (both
  * files, then parsed) as tls.LoadX509KeyPair does. */
@@ -3225,7 +3188,7 @@ prom_check_tls_files(const char *ca_file, const char *cert_file,
     int rc = -1;
 
     if (ca_file && *ca_file) {
-        text = slurp(ca_file, &len, why, sizeof why);
+        text = buf_read_file(ca_file, 16u << 20, &len, why, sizeof why);
         if (!text) {
             snprintf(err, errlen, "failed to read prometheus-ca-file: %s", why);
             goto done;
@@ -3243,8 +3206,10 @@ prom_check_tls_files(const char *ca_file, const char *cert_file,
         text = NULL;
     }
     if (cert_file && *cert_file && key_file && *key_file) {
-        if (!(text = slurp(cert_file, &len, why, sizeof why)) ||
-            !(key = slurp(key_file, &key_len, why, sizeof why)) ||
+        if (!(text = buf_read_file(cert_file, 16u << 20, &len, why,
+                                   sizeof why)) ||
+            !(key = buf_read_file(key_file, 16u << 20, &key_len, why,
+                                  sizeof why)) ||
             gotls_x509_key_pair(text, len, key, key_len, why,
                                 sizeof why) != 0) {
             snprintf(err, errlen, "failed to read TLS key pair: %s", why);
