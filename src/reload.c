@@ -313,26 +313,18 @@ relevant(const struct reload *r, const char *name)
     return false;
 }
 
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void *
 watch_thread(void *arg)
 {
     struct reload *r = arg;
     long debounce = r->o.debounce_ms > 0 ? r->o.debounce_ms : 500;
     bool pending = false;
-    long long due = 0;              /* reload time while pending */
+    double due = 0;                 /* reload time while pending (metrics_now) */
     char evbuf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
     for (;;) {
         int timeout = -1;
         if (pending) {
-            long long left = due - mono_ms();
+            double left = due - metrics_now();
             if (left <= 0) {
                 /* Quiet for the debounce time: editors and kubelet write
                  * in several steps; reload once, when they are done. */
@@ -343,7 +335,7 @@ watch_thread(void *arg)
                 pthread_mutex_unlock(&r->mu);
                 continue;
             }
-            timeout = (int)left;
+            timeout = (int)(left * 1000.0) + 1;  /* never 0: no spin */
         }
         struct pollfd p[2] = {
             { .fd = r->ifd, .events = POLLIN },
@@ -366,7 +358,7 @@ watch_thread(void *arg)
             struct inotify_event *ev = (struct inotify_event *)(void *)q;
             if (relevant(r, ev->len ? ev->name : NULL)) {
                 pending = true;
-                due = mono_ms() + debounce;
+                due = metrics_now() + debounce / 1000.0;
             }
             q += sizeof *ev + ev->len;
         }
